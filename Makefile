@@ -1,0 +1,37 @@
+# bosh-rs: two commands matter — `make demo` and `make test`. Everything else is a helper.
+SHELL := /bin/bash
+# Build products live outside the clone so that CI's fresh clones reuse compiled dependencies.
+export CARGO_TARGET_DIR ?= /var/tmp/bosh-rs-target
+export CARGO_TERM_COLOR ?= never
+BOSH_RS := $(CARGO_TARGET_DIR)/release/bosh-rs
+
+.PHONY: demo test deps fmt-check clippy unit examples-test build bench
+
+## demo: the main job — builds bosh-rs and runs the release-engineering flow on the example release
+demo: deps build
+	BOSH_RS=$(BOSH_RS) bash scripts/demo.sh
+
+## test: installs what the tests need, then formatting, lints and every test
+test: deps fmt-check clippy unit examples-test
+
+deps:
+	bash scripts/install-deps.sh
+
+build:
+	cargo build --release --workspace
+
+fmt-check:
+	cargo fmt --all -- --check
+
+clippy:
+	cargo clippy --all-targets --workspace -- -D warnings
+
+unit:
+	cargo test --workspace --no-fail-fast
+
+examples-test:
+	bash examples/greeter-release/test/smoke.sh
+	bash examples/greeter-release/test/templates.sh
+
+bench: deps build
+	BOSH_RS=$(BOSH_RS) bash bench/run.sh
