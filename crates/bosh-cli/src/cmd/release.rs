@@ -279,75 +279,12 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// The summary (transposed), jobs and packages tables the reference prints after
 /// `create-release` and `finalize-release`.
+/// The same summary, jobs and packages tables `inspect-local-release` prints.
 fn print_release_tables(ui: &mut Ui, r: &AssembledRelease, archive: Option<&Path>) {
-    let mut header: Vec<String> = ["Name", "Version", "Commit Hash"]
-        .map(String::from)
-        .to_vec();
-    let mut row = vec![r.name.clone(), r.version.clone(), r.commit_hash_with_mark()];
-    if let Some(a) = archive {
-        header.push("Archive".into());
-        row.push(a.display().to_string());
-    }
-    let summary = Table {
-        content: String::new(),
-        header,
-        rows: vec![row],
-        notes: Vec::new(),
-    };
-    ui.table_with(
-        &summary,
-        &TableOptions {
-            transpose: true,
-            ..TableOptions::default()
-        },
-    );
-
-    let by_name = TableOptions {
-        sort_by: vec![(0, true)],
-        ..TableOptions::default()
-    };
-    let jobs = r
-        .jobs
-        .iter()
-        .map(|j| {
-            vec![
-                format!("{}/{}", j.name, j.fingerprint),
-                j.sha1.clone(),
-                j.dependencies.join("\n"),
-            ]
-        })
-        .collect();
-    let jobs = Table {
-        content: "jobs".into(),
-        header: ["Job", "Digest", "Packages"].map(String::from).to_vec(),
-        rows: jobs,
-        notes: Vec::new(),
-    };
-    ui.table_with(&jobs, &by_name);
-
-    let pkgs = r
-        .packages
-        .iter()
-        .map(|p| {
-            vec![
-                format!("{}/{}", p.name, p.fingerprint),
-                p.sha1.clone(),
-                p.dependencies.join("\n"),
-            ]
-        })
-        .collect();
-    let pkgs = Table {
-        content: "packages".into(),
-        header: ["Package", "Digest", "Dependencies"]
-            .map(String::from)
-            .to_vec(),
-        rows: pkgs,
-        notes: Vec::new(),
-    };
-    ui.table_with(&pkgs, &by_name);
+    let archive = archive.map(|a| a.display().to_string()).unwrap_or_default();
+    super::inspect::print_release_tables(ui, &r.manifest(), &archive);
 }
 
-/// Sizes as the reference prints them (go-humanize `Bytes`: SI units, one decimal below 10).
 fn human_bytes(n: u64) -> String {
     if n < 10 {
         return format!("{n} B");
