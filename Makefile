@@ -27,11 +27,11 @@ clippy:
 	cargo clippy --all-targets --workspace -- -D warnings
 
 unit:
-	cargo test --workspace --no-fail-fast
+	bash scripts/with-postgres.sh cargo test --workspace --no-fail-fast
 
 examples-test:
+	# smoke.sh also runs test/templates.sh (the ERB checks).
 	bash examples/greeter-release/test/smoke.sh
-	bash examples/greeter-release/test/templates.sh
 
 bench: deps build
 	BOSH_RS=$(BOSH_RS) bash bench/run.sh

@@ -11,6 +11,7 @@ declare -A needs=(
   [tar]=tar
   [gzip]=gzip
   [curl]=curl
+  [python3]=python3
   # ERB rendering (example-release template checks now; the director's renderer later)
   [ruby]=ruby
   # the message bus between director and agents
@@ -21,6 +22,8 @@ missing=()
 for cmd in "${!needs[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${needs[$cmd]}")
 done
+# The director's tests also run against a throwaway PostgreSQL server (scripts/with-postgres.sh).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 
 if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}"
