@@ -1,0 +1,174 @@
+//! Serving the external protocol for a built-in CPI: one request in, one response out,
+//! always a valid response (never a panic, never empty stdout).
+
+use crate::Cpi;
+use crate::error::CpiError;
+use bosh_cpi_protocol::methods::*;
+use bosh_cpi_protocol::{CpiErrorKind, CpiMethod, CpiRequest, CpiResponse, Method};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Parses raw stdin and answers it. Bad JSON is a `CpiError`, as bosh-cpi-go answers.
+pub async fn response_for_bytes(cpi: &dyn Cpi, input: &[u8]) -> CpiResponse {
+    match serde_json::from_slice::<CpiRequest>(input) {
+        Ok(request) => response_for_request(cpi, &request).await,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid request");
+            CpiResponse::error(
+                CpiErrorKind::CpiError,
+                "Must provide valid JSON payload",
+                false,
+            )
+        }
+    }
+}
+
+/// Dispatches a parsed request to `cpi`.
+pub async fn response_for_request(cpi: &dyn Cpi, request: &CpiRequest) -> CpiResponse {
+    let Some(method) = Method::from_name(&request.method) else {
+        return CpiResponse::error(
+            CpiErrorKind::NotImplemented,
+            format!(
+                "Must call implemented method: Unknown method '{}'",
+                request.method
+            ),
+            false,
+        );
+    };
+    tracing::info!(%method, "cpi call");
+    match dispatch(cpi, method, &request.arguments).await {
+        Ok(Ok(result)) => CpiResponse::ok(result),
+        Ok(Err(e)) => {
+            tracing::error!(%method, error = %error_chain(&e), "cpi call failed");
+            error_response(&e)
+        }
+        Err(e) => CpiResponse::error(
+            CpiErrorKind::CpiError,
+            format!("Invalid arguments: {}", error_chain(&e)),
+            false,
+        ),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A built-in CPI's error as a response; errors without a CPI type become `CloudError`,
+/// as in bosh-cpi-go.
+fn error_response(e: &CpiError) -> CpiResponse {
+    match e {
+        CpiError::Cloud {
+            kind,
+            message,
+            ok_to_retry,
+            ..
+        } => CpiResponse::error(*kind, message.clone(), *ok_to_retry),
+        other => CpiResponse::error(CpiErrorKind::CloudError, error_chain(other), false),
+    }
+}
+
+fn to_result<T: Serialize>(v: T) -> Value {
+    serde_json::to_value(v).expect("a CPI result serializes to JSON")
+}
+
+type Dispatched = Result<Result<Value, CpiError>, ArgumentsError>;
+
+async fn dispatch(cpi: &dyn Cpi, method: Method, args: &[Value]) -> Dispatched {
+    Ok(match method {
+        Method::Info => cpi.info().await.map(to_result),
+        Method::CreateStemcell => cpi
+            .create_stemcell(CreateStemcellArgs::from_arguments(args)?)
+            .await
+            .map(to_result),
+        Method::DeleteStemcell => {
+            let a = DeleteStemcellArgs::from_arguments(args)?;
+            cpi.delete_stemcell(&a.stemcell_cid).await.map(to_result)
+        }
+        Method::CreateVm => cpi
+            .create_vm(CreateVmArgs::from_arguments(args)?)
+            .await
+            .map(to_result),
+        Method::DeleteVm => cpi
+            .delete_vm(&DeleteVmArgs::from_arguments(args)?.vm_cid)
+            .await
+            .map(to_result),
+        Method::HasVm => cpi
+            .has_vm(&HasVmArgs::from_arguments(args)?.vm_cid)
+            .await
+            .map(to_result),
+        Method::RebootVm => cpi
+            .reboot_vm(&RebootVmArgs::from_arguments(args)?.vm_cid)
+            .await
+            .map(to_result),
+        Method::SetVmMetadata => {
+            let a = SetVmMetadataArgs::from_arguments(args)?;
+            cpi.set_vm_metadata(&a.vm_cid, &a.metadata)
+                .await
+                .map(to_result)
+        }
+        Method::CalculateVmCloudProperties => {
+            let a = CalculateVmCloudPropertiesArgs::from_arguments(args)?;
+            cpi.calculate_vm_cloud_properties(&a.vm_resources)
+                .await
+                .map(to_result)
+        }
+        Method::GetDisks => cpi
+            .get_disks(&GetDisksArgs::from_arguments(args)?.vm_cid)
+            .await
+            .map(to_result),
+        Method::CreateDisk => cpi
+            .create_disk(CreateDiskArgs::from_arguments(args)?)
+            .await
+            .map(to_result),
+        Method::DeleteDisk => cpi
+            .delete_disk(&DeleteDiskArgs::from_arguments(args)?.disk_cid)
+            .await
+            .map(to_result),
+        Method::HasDisk => cpi
+            .has_disk(&HasDiskArgs::from_arguments(args)?.disk_cid)
+            .await
+            .map(to_result),
+        Method::AttachDisk => {
+            let a = AttachDiskArgs::from_arguments(args)?;
+            cpi.attach_disk(&a.vm_cid, &a.disk_cid).await.map(to_result)
+        }
+        Method::DetachDisk => {
+            let a = DetachDiskArgs::from_arguments(args)?;
+            cpi.detach_disk(&a.vm_cid, &a.disk_cid).await.map(to_result)
+        }
+        Method::SetDiskMetadata => {
+            let a = SetDiskMetadataArgs::from_arguments(args)?;
+            cpi.set_disk_metadata(&a.disk_cid, &a.metadata)
+                .await
+                .map(to_result)
+        }
+        Method::ResizeDisk => {
+            let a = ResizeDiskArgs::from_arguments(args)?;
+            cpi.resize_disk(&a.disk_cid, a.new_size_mib)
+                .await
+                .map(to_result)
+        }
+        Method::UpdateDisk => cpi
+            .update_disk(UpdateDiskArgs::from_arguments(args)?)
+            .await
+            .map(to_result),
+        Method::SnapshotDisk => {
+            let a = SnapshotDiskArgs::from_arguments(args)?;
+            cpi.snapshot_disk(&a.disk_cid, &a.metadata)
+                .await
+                .map(to_result)
+        }
+        Method::DeleteSnapshot => {
+            let a = DeleteSnapshotArgs::from_arguments(args)?;
+            cpi.delete_snapshot(&a.snapshot_cid).await.map(to_result)
+        }
+    })
+}
