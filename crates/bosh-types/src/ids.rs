@@ -63,11 +63,27 @@ uuid_kind!(
     InstanceId,
     "instance id"
 );
-uuid_kind!(
-    /// A director task's id.
-    TaskId,
-    "task id"
-);
+/// A director task's id. The director API speaks sequential integers (the official CLI
+/// decodes them as ints), so unlike the other director-minted ids this is not a UUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(pub i64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = IdParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse().map(TaskId).map_err(|_| IdParseError {
+            kind: "task id",
+            input: s.to_owned(),
+        })
+    }
+}
 uuid_kind!(
     /// The id an agent uses on NATS (`agent.<id>`).
     AgentId,
@@ -143,8 +159,16 @@ mod tests {
 
     #[test]
     fn uuid_ids_reject_garbage() {
-        let err = "not-a-uuid".parse::<TaskId>().unwrap_err();
-        assert_eq!(err.to_string(), "invalid task id: 'not-a-uuid'");
+        let err = "not-a-uuid".parse::<AgentId>().unwrap_err();
+        assert_eq!(err.to_string(), "invalid agent id: 'not-a-uuid'");
+    }
+
+    #[test]
+    fn task_ids_are_integers_on_the_wire() {
+        let id: TaskId = "42".parse().unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "42");
+        assert_eq!(id.to_string(), "42");
+        assert!("4a".parse::<TaskId>().is_err());
     }
 
     #[test]

@@ -1,0 +1,15 @@
+//! bosh-director: the HTTPS API the official `bosh` CLI talks to, basic auth, the database
+//! (SQLite by default, PostgreSQL for scale-out) and persisted tasks run by a worker pool.
+//!
+//! Start with [`server::director_start`]; task types implement [`tasks::runner::TaskJob`].
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod configs;
+pub mod db;
+pub mod deployments;
+pub mod error;
+pub mod locks;
+pub mod pki;
+pub mod server;
+pub mod tasks;
