@@ -35,16 +35,30 @@ pub struct Db {
 
 // Migrations are embedded so the binary needs nothing next to it; one list per backend
 // because the DDL differs (AUTOINCREMENT vs BIGSERIAL).
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "core",
-    include_str!("../migrations/sqlite/0001_core.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "core",
-    include_str!("../migrations/postgres/0001_core.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "core",
+        include_str!("../migrations/sqlite/0001_core.sql"),
+    ),
+    (
+        2,
+        "artifacts",
+        include_str!("../migrations/sqlite/0002_artifacts.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "core",
+        include_str!("../migrations/postgres/0001_core.sql"),
+    ),
+    (
+        2,
+        "artifacts",
+        include_str!("../migrations/postgres/0002_artifacts.sql"),
+    ),
+];
 
 fn migrator(kind: DbKind) -> Migrator {
     let list = match kind {

@@ -170,6 +170,21 @@ impl TaskJob for DeleteDeploymentJob {
             .as_str()
             .ok_or_else(|| TaskError::failed(40001, "delete_deployment needs a name"))?
             .to_owned();
+        crate::events::task_events_wrap(
+            ctx,
+            "delete",
+            "deployment",
+            Some(name.clone()),
+            serde_json::Map::new(),
+            async { Ok((self.delete(ctx, &name).await?, None)) },
+        )
+        .await
+    }
+}
+
+impl DeleteDeploymentJob {
+    async fn delete(&self, ctx: &TaskContext, name: &str) -> Result<String, TaskError> {
+        let name = name.to_owned();
         let lock = LockSpec::deployment(&name);
         ctx.lock(&lock).await?;
         ctx.checkpoint().await?;

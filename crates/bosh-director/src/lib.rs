@@ -4,12 +4,18 @@
 //! Start with [`server::director_start`]; task types implement [`tasks::runner::TaskJob`].
 pub mod api;
 pub mod auth;
+pub mod blobstore;
 pub mod config;
 pub mod configs;
 pub mod db;
 pub mod deployments;
 pub mod error;
+pub mod events;
 pub mod locks;
 pub mod pki;
+pub mod releases;
 pub mod server;
+pub mod services;
+pub mod stemcells;
 pub mod tasks;
+pub mod uploads;

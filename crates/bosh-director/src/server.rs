@@ -8,10 +8,14 @@ use std::time::Duration;
 
 use crate::api::{self, AppState, DirectorInfo};
 use crate::auth::{AuthError, Authenticator};
+use crate::blobstore::{DavCredentials, LocalBlobstore};
 use crate::config::DirectorConfig;
 use crate::db::{Db, DbError};
 use crate::deployments::{DELETE_DEPLOYMENT, DeleteDeploymentJob};
 use crate::pki::{self, PkiError};
+use crate::releases::{DELETE_RELEASE, DeleteReleaseJob, UPDATE_RELEASE, UpdateReleaseJob};
+use crate::services::Services;
+use crate::stemcells::{DELETE_STEMCELL, DeleteStemcellJob, UPDATE_STEMCELL, UpdateStemcellJob};
 use crate::tasks::events::TaskOutputs;
 use crate::tasks::runner::{TaskJob, TaskQueue, TaskRegistry, TaskTimings};
 
@@ -37,6 +41,10 @@ pub enum StartError {
     Auth(#[from] AuthError),
     #[error("cannot set up TLS")]
     Pki(#[from] PkiError),
+    #[error("cannot set up the blobstore")]
+    Blobstore(#[from] crate::blobstore::BlobstoreError),
+    #[error("cannot set up the CPI")]
+    Cpi(String),
     #[error("cannot recover tasks left by a previous director")]
     Recover(#[source] DbError),
 }
@@ -112,6 +120,40 @@ fn cpi_name(cpi: &str) -> String {
     }
 }
 
+/// The CPI behind `--cpi`: the built-in sim CPI rooted in `DIR/sim-cpi`, or an external
+/// executable. `docker` needs engine settings this director does not take yet.
+fn cpi_build(
+    cpi: &str,
+    dir: &Path,
+    director_uuid: &str,
+) -> Result<Option<Arc<dyn bosh_cpi::Cpi>>, StartError> {
+    match cpi {
+        "sim" => {
+            let config = bosh_cpi::SimCpiConfig {
+                root_dir: dir.join("sim-cpi"),
+                // VMs are not created yet; the deployer replaces this with the real agent.
+                agent: bosh_cpi::sim::SimAgentConfig {
+                    command: vec!["bosh-agent".to_owned()],
+                    mbus: "nats://127.0.0.1:4222".to_owned(),
+                    ntp: Vec::new(),
+                    blobstore: None,
+                    platform: "dummy".to_owned(),
+                    job_supervisor: "dummy-nats".to_owned(),
+                },
+                stemcell_formats: ["general-tar", "warden-tar", "warden-light", "docker-light"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            };
+            let sim = bosh_cpi::SimCpi::new(config).map_err(|e| StartError::Cpi(e.to_string()))?;
+            Ok(Some(Arc::new(sim)))
+        }
+        "docker" => Ok(None),
+        path => Ok(Some(Arc::new(bosh_cpi::ExternalCpi::new(
+            bosh_cpi::ExternalCpiConfig::new(path, director_uuid),
+        )))),
+    }
+}
+
 fn listen_host(listen: &str) -> Result<String, StartError> {
     let (host, port) = listen
         .rsplit_once(':')
@@ -162,8 +204,37 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
     };
     let rustls_config = pki::rustls_config(&tls)?;
 
+    let blobstore = LocalBlobstore::new(dir.join("blobstore"))?;
+    let dav = DavCredentials::ensure(&dir)?;
+    let services = Services {
+        data_dir: dir.clone(),
+        blobstore: Arc::new(blobstore),
+        cpi: cpi_build(&opts.cpi, &dir, &uuid)?,
+        cpi_name: opts.cpi.clone(),
+    };
+    // Upload bodies left by a previous run belong to tasks that were ended above or will
+    // be ended by recovery; they are never read again.
+    let _ = std::fs::remove_dir_all(dir.join("tmp"));
+
     let mut registry = TaskRegistry::new();
     registry.register(DELETE_DEPLOYMENT, Arc::new(DeleteDeploymentJob));
+    let svc = || services.clone();
+    registry.register(
+        UPDATE_STEMCELL,
+        Arc::new(UpdateStemcellJob { services: svc() }),
+    );
+    registry.register(
+        DELETE_STEMCELL,
+        Arc::new(DeleteStemcellJob { services: svc() }),
+    );
+    registry.register(
+        UPDATE_RELEASE,
+        Arc::new(UpdateReleaseJob { services: svc() }),
+    );
+    registry.register(
+        DELETE_RELEASE,
+        Arc::new(DeleteReleaseJob { services: svc() }),
+    );
     for (name, job) in &opts.extra_jobs {
         registry.register(name, job.clone());
     }
@@ -192,6 +263,8 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
             version: format!("{} (bosh-rs)", env!("CARGO_PKG_VERSION")),
             cpi: cpi_name(&opts.cpi),
         }),
+        services,
+        dav,
     };
 
     let listener =

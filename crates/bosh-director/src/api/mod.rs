@@ -1,10 +1,15 @@
 //! The HTTP API (director-api.md): one module per endpoint group, a shared [`AppState`], and
 //! the basic-auth layer that guards everything but `GET /info`.
 
+pub mod blobstore;
 pub mod configs;
 pub mod deployments;
+pub mod events;
 pub mod info;
 pub mod locks;
+pub mod releases;
+pub mod resources;
+pub mod stemcells;
 pub mod tasks;
 
 use axum::Router;
@@ -15,8 +20,10 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
 use crate::auth::Authenticator;
+use crate::blobstore::DavCredentials;
 use crate::db::Db;
 use crate::error::{ApiError, codes};
+use crate::services::Services;
 use crate::tasks::TaskId;
 use crate::tasks::runner::TaskQueue;
 use crate::tasks::store::NewTask;
@@ -37,6 +44,10 @@ pub struct AppState {
     pub auth: Authenticator,
     pub queue: TaskQueue,
     pub info: Arc<DirectorInfo>,
+    /// Data dir, blobstore and CPI, shared with the artifact tasks.
+    pub services: Services,
+    /// Credentials of the agents' DAV endpoint.
+    pub dav: DavCredentials,
 }
 
 /// The authenticated user, put in request extensions by the auth layer.
@@ -77,7 +88,8 @@ pub fn task_redirect(id: TaskId) -> Response {
 
 async fn require_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    if path == "/info" {
+    // The DAV endpoint checks its own credentials (agents never get the admin password).
+    if path == "/info" || path.starts_with("/blobstore/") {
         return next.run(req).await;
     }
     let header_value = req
@@ -113,6 +125,11 @@ pub fn router(state: AppState) -> Router {
         .merge(configs::routes())
         .merge(deployments::routes())
         .merge(locks::routes())
+        .merge(stemcells::routes())
+        .merge(releases::routes())
+        .merge(events::routes())
+        .merge(resources::routes())
+        .merge(blobstore::routes(state.clone()))
         .fallback(|req: Request| async move {
             ApiError::not_found(
                 codes::INVALID_REQUEST,
