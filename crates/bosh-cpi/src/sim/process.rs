@@ -131,3 +131,46 @@ impl AgentProcess {
         }
     }
 }
+
+/// Kills what the VM's agent started outside its own process group: supervised jobs run in
+/// process groups of their own and carry `BOSH_AGENT_BASE_DIR=<vm dir>` in their environment.
+/// A deleted VM must not leave them running. Returns how many processes were signalled.
+pub(super) fn kill_vm_processes(vm_dir: &Path) -> usize {
+    let marker = format!("BOSH_AGENT_BASE_DIR={}", vm_dir.display());
+    let me = std::process::id();
+    let my_group = nix::unistd::getpgrp();
+    let mut killed = 0;
+    // A job may fork between scans (a shell loop); repeat until nothing is found.
+    for _ in 0..5 {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return killed;
+        };
+        let found: Vec<u32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| *pid != me)
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
+            })
+            .collect();
+        if found.is_empty() {
+            break;
+        }
+        for pid in found {
+            let Ok(raw) = i32::try_from(pid) else {
+                continue;
+            };
+            let pid = Pid::from_raw(raw);
+            if let Ok(group) = nix::unistd::getpgid(Some(pid))
+                && group != my_group
+            {
+                let _ = killpg(group, Signal::SIGKILL);
+            }
+            let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+            killed += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    killed
+}

@@ -219,10 +219,14 @@ pub(super) async fn delete(sim: &SimCpi, cid: &VmCid) -> Result<(), CpiError> {
             format!("Agent process {} of VM '{cid}' did not exit", process.pid),
         ));
     }
+    let dir = sim.vm_dir(cid);
+    let jobs = process::kill_vm_processes(&dir);
+    if jobs > 0 {
+        tracing::info!(%cid, jobs, "killed the VM's job processes");
+    }
     for disk in &record.disks {
         super::disk::forget_attachment(sim, disk, cid);
     }
-    let dir = sim.vm_dir(cid);
     std::fs::remove_dir_all(&dir).map_err(|e| io_error(m, "Removing", &dir, e))?;
     tracing::info!(%cid, "vm deleted");
     Ok(())

@@ -86,6 +86,11 @@ pub fn pid_dead(pid: u32) -> bool {
     }
 }
 
+/// A pid file's pid, once it has been completely written.
+pub fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !cond() {
@@ -162,14 +167,17 @@ pub async fn exercise_every_method(cpi: &dyn Cpi, env: &SimEnv) {
 
     let process = sim.vm_agent_process(&vm).expect("agent process recorded");
     assert!(process.is_alive());
+    // Until the child has exec'd, /proc shows the parent's command line (or nothing).
+    wait_for("agent exec", || {
+        process.cmdline().is_some_and(|c| c.contains(vm.as_str()))
+    });
     let cmdline = process.cmdline().unwrap();
-    assert!(
-        cmdline.contains(vm.as_str()),
-        "cid in agent cmdline: {cmdline}"
-    );
     assert!(cmdline.contains("-P dummy -M dummy-nats -C"), "{cmdline}");
     let vm_dir = sim.vm_dir(&vm);
-    wait_for("agent marker", || vm_dir.join("sleeper.pid").is_file());
+    // `echo $! > sleeper.pid` creates the file before it writes the pid.
+    wait_for("agent marker", || {
+        read_pid(&vm_dir.join("sleeper.pid")).is_some()
+    });
     let marker = std::fs::read_to_string(vm_dir.join("marker")).unwrap();
     assert!(
         marker.contains(&format!("-b {}", vm_dir.display())),
