@@ -142,12 +142,9 @@ pub async fn config_list(
         }
         out.push((c, current));
     }
-    if latest {
-        // The CLI's `limit` counts (type, name) series when asking for the latest ones.
-        if let Some(l) = limit {
-            out.truncate(l.max(0) as usize);
-        }
-    } else if let Some(l) = limit {
+    // With `latest=true` the Ruby director lists every current config whatever the `limit`
+    // (plain `bosh configs` sends `limit=1`); the limit only bounds a history listing.
+    if !latest && let Some(l) = limit {
         out.truncate(l.max(0) as usize);
     }
     Ok(out)

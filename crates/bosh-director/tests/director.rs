@@ -551,6 +551,23 @@ async fn configs_crud(d: &Director) {
     let latest = d.json("/configs?latest=true&type=cloud").await;
     assert_eq!(latest.as_array().unwrap().len(), 1);
     assert_eq!(latest[0]["id"], id2.as_str());
+    // Plain `bosh configs` sends `latest=true&limit=1` and must still see every current config.
+    let runtime =
+        post(serde_json::json!({"type": "runtime", "name": "dns", "content": "releases: []\n"}))
+            .await
+            .unwrap();
+    assert_eq!(runtime.status(), 201);
+    let current = d.json("/configs?latest=true&limit=1").await;
+    let types: Vec<&str> = current
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"cloud") && types.contains(&"runtime"),
+        "{current}"
+    );
     let all = d.json("/configs?type=cloud&name=extra").await;
     assert_eq!(all.as_array().unwrap().len(), 2);
     assert_eq!(all[1]["current"], false);
