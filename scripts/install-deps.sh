@@ -16,6 +16,9 @@ declare -A needs=(
   [ruby]=ruby
   # the message bus between director and agents
   [nats-server]=nats-server
+  # docker stemcells are debootstrapped Debian; the docker CPI's tests import a busybox rootfs
+  [debootstrap]=debootstrap
+  [busybox]=busybox-static
 )
 
 missing=()

@@ -4,8 +4,11 @@
 //! - [`Cpi`]: the v2 methods, object safe; errors keep the CPI's own type and message.
 //! - [`external::ExternalCpi`]: one process per call, as the director runs CPIs.
 //! - [`sim::SimCpi`]: in-process implementation, also served by the `bosh-sim-cpi` binary.
+//! - [`docker::DockerCpi`]: containers, volumes and networks of a Docker engine, shaped like
+//!   the real bosh-docker-cpi; served by the `bosh-docker-cpi` binary.
 //! - [`serve`]: turns one JSON request into one JSON response for any `Cpi`.
 
+pub mod docker;
 pub mod error;
 pub mod external;
 pub mod log_sink;
@@ -13,6 +16,7 @@ pub mod serve;
 pub mod sim;
 
 pub use bosh_cpi_protocol as protocol;
+pub use docker::{DockerCpi, DockerCpiConfig};
 pub use error::CpiError;
 pub use external::{ExternalCpi, ExternalCpiConfig};
 pub use log_sink::{CpiLogSink, MemoryLogSink};

@@ -7,6 +7,8 @@ use bosh_cpi_protocol::methods::*;
 use bosh_cpi_protocol::{CpiErrorKind, CpiMethod, CpiRequest, CpiResponse, Method};
 use serde::Serialize;
 use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 /// Parses raw stdin and answers it. Bad JSON is a `CpiError`, as bosh-cpi-go answers.
 pub async fn response_for_bytes(cpi: &dyn Cpi, input: &[u8]) -> CpiResponse {
@@ -171,4 +173,77 @@ async fn dispatch(cpi: &dyn Cpi, method: Method, args: &[Value]) -> Dispatched {
             cpi.delete_snapshot(&a.snapshot_cid).await.map(to_result)
         }
     })
+}
+
+/// The `main` of a built-in CPI executable: `NAME -configPath FILE`, one JSON request on stdin,
+/// one JSON response on stdout (always valid JSON, even after a panic), logs on stderr filtered
+/// by the `log_env` variable. `load` builds the CPI from its config file.
+pub fn executable_main<C, E>(name: &str, log_env: &str, load: impl FnOnce(&Path) -> Result<C, E>)
+where
+    C: Cpi,
+    E: std::error::Error,
+{
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env(log_env)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    // Even a bug must leave valid JSON on stdout for the director.
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("panic: {info}");
+        write_response(&CpiResponse::error(
+            CpiErrorKind::CpiError,
+            format!("Internal error: {info}"),
+            false,
+        ));
+        std::process::exit(1);
+    }));
+    let fail = |message: String| -> ! {
+        tracing::error!("{message}");
+        write_response(&CpiResponse::error(CpiErrorKind::CpiError, message, false));
+        std::process::exit(1);
+    };
+
+    let Some(path) = config_path_arg(std::env::args_os().skip(1)) else {
+        fail(format!("Usage: {name} -configPath FILE"));
+    };
+    let cpi = load(&path).unwrap_or_else(|e| fail(format!("Loading config: {}", error_chain(&e))));
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        fail(format!("Reading stdin: {e}"));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| fail(format!("Starting runtime: {e}")));
+    let response = runtime.block_on(response_for_bytes(&cpi, &input));
+    write_response(&response);
+}
+
+/// Go-style flags: `-configPath FILE`, `-configPath=FILE`, or with two dashes.
+fn config_path_arg(mut args: impl Iterator<Item = std::ffi::OsString>) -> Option<PathBuf> {
+    while let Some(arg) = args.next() {
+        let text = arg.to_string_lossy();
+        let flag = text.trim_start_matches('-');
+        if flag == "configPath" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(value) = flag.strip_prefix("configPath=") {
+            return Some(PathBuf::from(value));
+        }
+    }
+    None
+}
+
+fn write_response(response: &CpiResponse) {
+    let body = serde_json::to_vec(response).unwrap_or_else(|_| {
+        br#"{"result":null,"error":{"type":"Bosh::Clouds::CpiError","message":"Encoding response","ok_to_retry":false},"log":""}"#.to_vec()
+    });
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(&body);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
 }
