@@ -2,6 +2,8 @@
 //! exit codes follow the official `bosh` CLI so that scripts written for it keep working.
 
 mod cmd;
+mod config_file;
+mod director;
 mod ui;
 
 use clap::{Args, Parser};

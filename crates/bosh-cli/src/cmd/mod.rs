@@ -4,9 +4,11 @@
 use crate::GlobalOpts;
 use crate::ui::Ui;
 
+pub mod director;
 pub mod inspect;
 pub mod interpolate;
 pub mod release;
+pub mod stemcell;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -16,6 +18,10 @@ pub enum Command {
     Inspect(inspect::InspectCommand),
     #[command(flatten)]
     Interpolate(interpolate::InterpolateCommand),
+    #[command(flatten)]
+    Stemcell(stemcell::StemcellCommand),
+    #[command(flatten)]
+    Director(director::DirectorCommand),
 }
 
 pub fn run(cmd: Command, global: &GlobalOpts, ui: &mut Ui) -> anyhow::Result<()> {
@@ -23,5 +29,7 @@ pub fn run(cmd: Command, global: &GlobalOpts, ui: &mut Ui) -> anyhow::Result<()>
         Command::Release(c) => release::run(c, global, ui),
         Command::Inspect(c) => inspect::run(c, global, ui),
         Command::Interpolate(c) => interpolate::run(c, global, ui),
+        Command::Stemcell(c) => stemcell::run(c, global, ui),
+        Command::Director(c) => director::run(c, global, ui),
     }
 }
