@@ -3,158 +3,10 @@
 //! and a tarball the director refuses. One director serves the whole file (see
 //! `director_cli.rs` for how it is found or started).
 
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+mod common;
+use common::*;
 
-fn fixture(rel: &str) -> String {
-    format!("/work/shared/fixtures/{rel}")
-}
-
-fn director_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("BOSH_DIRECTOR_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    // target/debug/deps/director_cli-… → target/debug/bosh-director
-    let exe = std::env::current_exe().ok()?;
-    let p = exe.parent()?.parent()?.join("bosh-director");
-    p.is_file().then_some(p)
-}
-
-enum Running {
-    Process(Child),
-    InProcess,
-}
-
-struct Director {
-    running: Running,
-    url: String,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl Drop for Director {
-    fn drop(&mut self) {
-        if let Running::Process(child) = &mut self.running {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn director_start() -> Director {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let running = match director_bin() {
-        Some(bin) => {
-            let mut child = Command::new(bin)
-                .arg("--data-dir")
-                .arg(&dir)
-                .args(["--listen", "127.0.0.1:0", "--cpi", "sim"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            let stdout = child.stdout.take().unwrap();
-            std::thread::spawn(move || {
-                let mut lines = std::io::BufReader::new(stdout).lines();
-                if let Some(Ok(line)) = lines.next() {
-                    let url = line
-                        .strip_prefix("Director listening on ")
-                        .unwrap_or_default()
-                        .to_owned();
-                    let _ = tx.send(url);
-                }
-                for _ in lines {}
-            });
-            Running::Process(child)
-        }
-        None => {
-            let data_dir = dir.clone();
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Runtime::new().unwrap();
-                rt.block_on(async move {
-                    let opts = bosh_director::server::DirectorOptions::new(
-                        data_dir,
-                        "127.0.0.1:0",
-                        "sim",
-                        bosh_director::config::DirectorConfig::default(),
-                    );
-                    let d = bosh_director::server::director_start(opts).await.unwrap();
-                    let _ = tx.send(d.url.clone());
-                    let _ = d.wait().await;
-                });
-            });
-            Running::InProcess
-        }
-    };
-    let url = rx
-        .recv_timeout(Duration::from_secs(180))
-        .expect("director did not start within 180s");
-    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-    Director {
-        running,
-        url,
-        dir,
-        _tmp: tmp,
-    }
-}
-
-fn admin_password(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join("credentials.yml")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("password: "))
-        .unwrap()
-        .to_owned()
-}
-
-struct Cli<'a> {
-    home: &'a Path,
-}
-
-impl Cli<'_> {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_bosh-rs"));
-        c.args(args)
-            .env("HOME", self.home)
-            .env_remove("BOSH_ENVIRONMENT")
-            .env_remove("BOSH_CA_CERT")
-            .env_remove("BOSH_CLIENT")
-            .env_remove("BOSH_CLIENT_SECRET")
-            .env_remove("BOSH_DEPLOYMENT")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let mut c = self.cmd(args);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let out = c.output().unwrap();
-        eprintln!(
-            "$ bosh-rs {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "expected success");
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn fails(out: &Output) -> (String, String) {
-    assert_eq!(out.status.code(), Some(1), "expected exit code 1");
-    let stderr = String::from_utf8(out.stderr.clone()).unwrap();
-    assert!(stderr.ends_with("\n\nExit code 1\n"), "{stderr}");
-    (String::from_utf8(out.stdout.clone()).unwrap(), stderr)
-}
+use std::process::Output;
 
 fn with_env<'a>(d: &'a Director, ca: &'a str, password: &'a str) -> [(&'a str, &'a str); 4] {
     [
@@ -170,10 +22,6 @@ fn stemcells_and_releases_end_to_end() {
     let kv0 = fixture("kv-release-expected/kv-0+dev.1.tgz");
     let kv1 = fixture("kv-release-expected/kv-1.0.0.tgz");
     let stemcell = fixture("upstream/valid_stemcell.tgz");
-    if !Path::new(&kv0).is_file() || !Path::new(&stemcell).is_file() {
-        eprintln!("fixtures missing; skipping");
-        return;
-    }
     let d = director_start();
     let home = tempfile::tempdir().unwrap();
     let cli = Cli { home: home.path() };
