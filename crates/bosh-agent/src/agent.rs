@@ -111,7 +111,14 @@ impl Agent {
         let update = self.current_update_settings();
         self.settings()
             .blobstore(update.as_ref())
-            .map(|b| BlobstoreClient::from_settings(&b))
+            .map(|b| {
+                BlobstoreClient::from_settings(&b).map(|c| {
+                    c.with_local_dirs(vec![
+                        self.layout.sensitive_blobs(),
+                        self.layout.local_blobs(),
+                    ])
+                })
+            })
             .transpose()
     }
 

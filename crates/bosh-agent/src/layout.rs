@@ -87,6 +87,35 @@ impl Layout {
     pub fn store(&self) -> PathBuf {
         self.base.join("store")
     }
+    pub fn store_migration_target(&self) -> PathBuf {
+        self.base.join("store_migration_target")
+    }
+    /// Compilation workspace of a package (§9).
+    pub fn compile_dir(&self, package: &str) -> PathBuf {
+        self.data().join("compile").join(package)
+    }
+    /// Blobs delivered over NATS by `upload_blob`.
+    pub fn sensitive_blobs(&self) -> PathBuf {
+        self.data().join("sensitive_blobs")
+    }
+    /// Agent-local blobs, read before the real blobstore.
+    pub fn local_blobs(&self) -> PathBuf {
+        self.data().join("blobs")
+    }
+    /// The agent's own logs (`fetch_logs` type `agent`).
+    pub fn agent_log_dir(&self) -> PathBuf {
+        self.bosh_dir().join("log")
+    }
+    pub fn persistent_disk_hints(&self) -> PathBuf {
+        self.bosh_dir().join("persistent_disk_hints.json")
+    }
+    pub fn dns_records(&self) -> PathBuf {
+        self.instance().join("dns").join("records.json")
+    }
+    /// Homes of ephemeral ssh users.
+    pub fn bosh_ssh(&self) -> PathBuf {
+        self.base.join("bosh_ssh")
+    }
 
     /// Maps a `/var/vcap/...` path written in a release (monit files, pidfiles) onto this
     /// base dir; identity when the base is `/var/vcap`.

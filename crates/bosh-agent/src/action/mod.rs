@@ -8,19 +8,32 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+pub mod add_persistent_disk;
 pub mod apply;
 pub mod cancel_task;
+pub mod compile_package;
+pub(crate) mod disk_support;
 pub mod drain;
+pub mod fetch_logs;
 pub mod get_state;
 pub mod get_task;
 pub mod info;
+pub mod list_disk;
+pub mod migrate_disk;
+pub mod mount_disk;
 pub mod ping;
 pub mod prepare;
+pub mod remove_persistent_disk;
+pub mod run_errand;
 pub mod run_script;
 pub mod shutdown;
+pub mod ssh;
 pub mod start;
 pub mod stop;
+pub mod sync_dns;
+pub mod unmount_disk;
 pub mod update_settings;
+pub mod upload_blob;
 
 /// One call of an action.
 pub struct Invocation {
@@ -79,19 +92,31 @@ impl ActionError {
 }
 
 const ACTIONS: &[ActionDef] = &[
+    add_persistent_disk::ACTION,
+    remove_persistent_disk::ACTION,
+    mount_disk::ACTION,
+    unmount_disk::ACTION,
+    list_disk::ACTION,
+    migrate_disk::ACTION,
     apply::ACTION,
     cancel_task::ACTION,
+    compile_package::ACTION,
     drain::ACTION,
+    fetch_logs::ACTION,
     get_state::ACTION,
     get_task::ACTION,
     info::ACTION,
     ping::ACTION,
     prepare::ACTION,
+    run_errand::ACTION,
     run_script::ACTION,
+    ssh::ACTION,
+    sync_dns::ACTION,
     shutdown::ACTION,
     start::ACTION,
     stop::ACTION,
     update_settings::ACTION,
+    upload_blob::ACTION,
 ];
 
 pub fn lookup(method: &str) -> Option<&'static ActionDef> {
