@@ -8,6 +8,7 @@ use super::files::{self, AGENT_ENV_PATH};
 use super::network::{self, NetworkAttachment};
 use super::{DockerCpi, LABEL_CPI, LABEL_CPI_VALUE, cloud_error, engine_error, is_not_found};
 use crate::error::CpiError;
+use bollard::Docker;
 use bollard::models::{
     ContainerConfig, ContainerCreateBody, ContainerInspectResponse, HostConfig,
     NetworkConnectRequest, NetworkingConfig, VolumeCreateOptions,
@@ -391,14 +392,7 @@ async fn build_and_start(
         }
     };
     tracing::warn!(%cid, error = %e, "privileged containers refused; using capabilities");
-    docker
-        .remove_container(
-            cid.as_str(),
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
+    container_remove_forced(docker, cid)
         .await
         .map_err(|e| cloud_error(method, "Removing the refused container", e))?;
     spec.privileged = false;
@@ -493,20 +487,24 @@ pub(super) async fn create(
     })
 }
 
+/// Removes a container whatever its state; callers decide which errors matter.
+async fn container_remove_forced(
+    docker: &Docker,
+    cid: &VmCid,
+) -> Result<(), bollard::errors::Error> {
+    let options = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    docker.remove_container(cid.as_str(), Some(options)).await
+}
+
 /// Best-effort removal of the container, its ephemeral volume and snapshot image.
 async fn remove_everything(cpi: &DockerCpi, method: Method, cid: &VmCid) {
     let Ok(docker) = cpi.docker(method).await else {
         return;
     };
-    let _ = docker
-        .remove_container(
-            cid.as_str(),
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
-        .await;
+    let _ = container_remove_forced(docker, cid).await;
     let _ = docker
         .remove_volume(
             &ephemeral_volume(cid),
@@ -535,16 +533,7 @@ pub(super) async fn delete(cpi: &DockerCpi, cid: &VmCid) -> Result<(), CpiError>
     };
     if found {
         kill(cpi, m, cid).await?;
-        match docker
-            .remove_container(
-                cid.as_str(),
-                Some(RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                }),
-            )
-            .await
-        {
+        match container_remove_forced(docker, cid).await {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(cloud_error(m, "Removing container", e)),
@@ -686,14 +675,7 @@ pub(super) async fn recreate(
         )
         .await
         .map_err(|e| cloud_error(method, "Creating a snapshot of the container", e))?;
-    docker
-        .remove_container(
-            cid.as_str(),
-            Some(RemoveContainerOptions {
-                force: true,
-                ..Default::default()
-            }),
-        )
+    container_remove_forced(docker, cid)
         .await
         .map_err(|e| cloud_error(method, "Removing the old container", e))?;
     spec.disks = disks;
