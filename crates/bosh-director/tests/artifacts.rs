@@ -2,10 +2,12 @@
 //! against the real `bosh-director` binary (SQLite; PostgreSQL too when
 //! `BOSH_RS_TEST_POSTGRES_URL` is set).
 
+mod common;
+use common::*;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,23 +18,6 @@ fn fixtures() -> PathBuf {
 
 fn upstream(name: &str) -> PathBuf {
     fixtures().join("upstream").join(name)
-}
-
-fn pki_fixture() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        bosh_director::pki::server_tls_ensure(&dir, "127.0.0.1").unwrap();
-        dir
-    })
-}
-
-fn data_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["ca.crt", "ca.key", "server.crt", "server.key"] {
-        std::fs::copy(pki_fixture().join(f), dir.path().join(f)).unwrap();
-    }
-    dir
 }
 
 struct Director {
@@ -754,24 +739,6 @@ async fn large_upload_is_streamed_to_disk_not_buffered() {
 }
 
 /// A fresh database on the PostgreSQL server named by `BOSH_RS_TEST_POSTGRES_URL`.
-async fn postgres_fresh() -> Option<String> {
-    let base = std::env::var("BOSH_RS_TEST_POSTGRES_URL").ok()?;
-    sqlx::any::install_default_drivers();
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
-        .await
-        .unwrap();
-    let name = format!("bosh_rs_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let (prefix, rest) = base.rsplit_once('/').unwrap();
-    let query = rest
-        .split_once('?')
-        .map(|(_, q)| format!("?{q}"))
-        .unwrap_or_default();
-    Some(format!("{prefix}/{name}{query}"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_releases_and_stemcells() {

@@ -1,10 +1,12 @@
 //! End-to-end tests: the real `bosh-director` binary on 127.0.0.1:0 in a temp dir, spoken to
 //! over HTTPS with the CA it generated, the way the official CLI does.
 
+mod common;
+use common::*;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bosh_director::db::Db;
@@ -12,25 +14,6 @@ use bosh_director::deployments::deployment_upsert;
 use bosh_director::locks::{LockSpec, lock_acquire};
 use bosh_director::tasks::TaskId;
 use serde_json::Value;
-
-/// RSA key generation is slow in debug builds, so one CA and server certificate is made per
-/// test binary and copied into each data dir (the director reuses what it finds).
-fn pki_fixture() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        bosh_director::pki::server_tls_ensure(&dir, "127.0.0.1").unwrap();
-        dir
-    })
-}
-
-fn data_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["ca.crt", "ca.key", "server.crt", "server.key"] {
-        std::fs::copy(pki_fixture().join(f), dir.path().join(f)).unwrap();
-    }
-    dir
-}
 
 /// A running director process, killed on drop.
 struct Director {
@@ -651,24 +634,6 @@ async fn uaa_config_is_refused() {
 }
 
 /// A fresh database on the PostgreSQL server named by `BOSH_RS_TEST_POSTGRES_URL`.
-async fn postgres_fresh() -> Option<String> {
-    let base = std::env::var("BOSH_RS_TEST_POSTGRES_URL").ok()?;
-    sqlx::any::install_default_drivers();
-    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&base)
-        .await
-        .unwrap();
-    let name = format!("bosh_rs_test_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let (prefix, rest) = base.rsplit_once('/').unwrap();
-    let query = rest
-        .split_once('?')
-        .map(|(_, q)| format!("?{q}"))
-        .unwrap_or_default();
-    Some(format!("{prefix}/{name}{query}"))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_backend_runs_tasks_cancels_and_configs() {
