@@ -124,7 +124,12 @@ impl Authenticator {
             _ => {
                 let password = password_generate();
                 let text = format!("username: admin\npassword: {password}\n");
-                write_private(&path, &text)?;
+                crate::private_file::private_file_write(&path, &text).map_err(|source| {
+                    AuthError::Credentials {
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
                 password
             }
         };
@@ -189,23 +194,6 @@ impl Authenticator {
 struct UserFile {
     username: String,
     password: String,
-}
-
-fn write_private(path: &Path, contents: &str) -> Result<(), AuthError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| AuthError::Credentials {
-        path: path.to_owned(),
-        source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(contents.as_bytes()).map_err(io)
 }
 
 /// `Basic base64(user:password)` → (user, password). The scheme is matched case-insensitively.

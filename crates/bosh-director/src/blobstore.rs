@@ -206,21 +206,10 @@ impl DavCredentials {
             password: crate::auth::password_generate(),
         };
         let text = format!("username: {}\npassword: {}\n", creds.user, creds.password);
-        write_private(&path, &text).map_err(|source| BlobstoreError::Io { path, source })?;
+        crate::private_file::private_file_write(&path, &text)
+            .map_err(|source| BlobstoreError::Io { path, source })?;
         Ok(creds)
     }
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents.as_bytes())
 }
 
 #[cfg(test)]

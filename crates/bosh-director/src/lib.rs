@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod locks;
 pub mod pki;
+mod private_file;
 pub mod releases;
 pub mod server;
 pub mod services;

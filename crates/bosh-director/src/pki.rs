@@ -50,20 +50,10 @@ fn read(path: &Path) -> Result<String, PkiError> {
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let io = |source| PkiError::Io {
+    crate::private_file::private_file_write(path, contents).map_err(|source| PkiError::Io {
         path: path.to_owned(),
         source,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io)?;
-    f.write_all(contents.as_bytes()).map_err(io)
+    })
 }
 
 fn rsa_key() -> Result<KeyPair, PkiError> {
