@@ -1193,6 +1193,11 @@ impl Manifest {
         })
     }
 
+    /// The 1-based line of the node at `path` in the source this manifest was parsed from.
+    pub fn line_of(&self, path: &bosh_yaml::Path) -> Option<usize> {
+        self.lines.line_of_path(path)
+    }
+
     pub fn instance_group(&self, name: &str) -> Option<&InstanceGroup> {
         self.instance_groups.iter().find(|g| g.name == name)
     }

@@ -87,6 +87,10 @@ impl SourceLines {
     pub(crate) fn line_of(&self, loc: &Loc) -> Option<usize> {
         self.0.as_ref()?.line_of(&loc.yaml())
     }
+    /// The 1-based line of the node at `path`, when the source gave marks.
+    pub fn line_of_path(&self, path: &Path) -> Option<usize> {
+        self.0.as_ref()?.line_of(path)
+    }
 }
 
 impl PartialEq for SourceLines {
