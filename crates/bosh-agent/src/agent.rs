@@ -12,7 +12,6 @@ use crate::vitals::VitalsSampler;
 use bosh_agent_protocol::{
     ApplySpec, Arguments, Heartbeat, Request, Response, Settings, UpdateSettings, subjects,
 };
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -240,13 +239,22 @@ pub async fn run(options: AgentOptions) -> Result<ExitRequest, AgentError> {
 
     let urls = settings.mbus_urls(update.as_ref());
     let cert = settings.mbus_cert(update.as_ref());
-    let client = mbus::connect(&urls, &cert, &format!("bosh-agent-{agent_id}")).await?;
-    let mut inbox = client
-        .subscribe(subjects::agent_inbox(&agent_id))
-        .await
-        .map_err(AgentError::Subscribe)?;
-    // Make sure the subscription is registered before anyone is told we are up.
-    let _ = client.flush().await;
+    let (client, mut inbox) = match urls.first().filter(|u| mbus::https::is_https(u)) {
+        Some(url) => {
+            let (_, calls) = mbus::https::serve(url, &cert, layout.local_blobs()).await?;
+            (None, mbus::Inbox::Https(calls))
+        }
+        None => {
+            let client = mbus::connect(&urls, &cert, &format!("bosh-agent-{agent_id}")).await?;
+            let sub = client
+                .subscribe(subjects::agent_inbox(&agent_id))
+                .await
+                .map_err(AgentError::Subscribe)?;
+            // Make sure the subscription is registered before anyone is told we are up.
+            let _ = client.flush().await;
+            (Some(client), mbus::Inbox::Nats(sub))
+        }
+    };
 
     let (outbox, mut outbox_rx) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
     let (exit, mut exit_rx) = watch::channel(None);
@@ -270,11 +278,17 @@ pub async fn run(options: AgentOptions) -> Result<ExitRequest, AgentError> {
     let publisher = client.clone();
     tokio::spawn(async move {
         while let Some((subject, payload)) = outbox_rx.recv().await {
+            // The HTTPS transport has nowhere to publish; the real agent drops these too.
+            let Some(publisher) = &publisher else {
+                continue;
+            };
             if let Err(e) = publisher.publish(subject.clone(), payload.into()).await {
                 tracing::warn!(%subject, error = %e, "publish failed");
             }
         }
     });
+
+    spawn_alerts(&agent);
 
     let hb_agent = agent.clone();
     let interval = options.heartbeat_interval;
@@ -295,8 +309,16 @@ pub async fn run(options: AgentOptions) -> Result<ExitRequest, AgentError> {
     let why = loop {
         tokio::select! {
             msg = inbox.next() => {
-                let Some(msg) = msg else { break ExitRequest::Signal };
-                let req: Request = match serde_json::from_slice(&msg.payload) {
+                let payload = match msg {
+                    None => break ExitRequest::Signal,
+                    Some(mbus::Inbound::Nats(payload)) => payload,
+                    Some(mbus::Inbound::Https(call)) => {
+                        tracing::info!(method = %call.request.method, "https request");
+                        let _ = call.reply.send(agent.dispatch(call.request).await);
+                        continue;
+                    }
+                };
+                let req: Request = match serde_json::from_slice(&payload) {
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(error = %e, "unparseable request dropped");
@@ -320,7 +342,9 @@ pub async fn run(options: AgentOptions) -> Result<ExitRequest, AgentError> {
     tracing::info!(?why, "agent stopping");
     // Let queued replies and notices reach the server before the connection goes.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let _ = client.flush().await;
+    if let Some(client) = &client {
+        let _ = client.flush().await;
+    }
     if why == ExitRequest::PowerOff {
         if let Err(e) = agent
             .supervisor
@@ -334,6 +358,29 @@ pub async fn run(options: AgentOptions) -> Result<ExitRequest, AgentError> {
         }
     }
     Ok(why)
+}
+
+/// Publishes an alert on `hm.agent.alert.<id>` for each supervisor event the real agent would
+/// report (a crashed process, a start that failed).
+fn spawn_alerts(agent: &Arc<Agent>) {
+    let Some(mut events) = agent.supervisor.subscribe_events() else {
+        return;
+    };
+    // Weak: the agent owns the supervisor that owns the sender.
+    let weak = Arc::downgrade(agent);
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let Some(agent) = weak.upgrade() else { break };
+            let ips = crate::alert::network_ips(&agent.settings().networks);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            if let Some(alert) = crate::alert::from_event(&event, &ips, now) {
+                tracing::info!(title = %alert.title, severity = alert.severity, "alert");
+                agent.publish(subjects::alert(&agent.agent_id), &alert);
+            }
+        }
+    });
 }
 
 /// Persistent tasks interrupted by a restart complete with `"ok"` (§2.3).

@@ -141,6 +141,8 @@ pub async fn prepare(
             let parent = bundle.parent().unwrap_or(&bundle);
             std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
             std::fs::rename(&src, &bundle).map_err(io("installing", &bundle))?;
+            bin_executables_mark(&bundle.join("bin"))?;
+            job_paths_rewrite(layout, &bundle)?;
         }
         Ok(())
     }
@@ -148,6 +150,45 @@ pub async fn prepare(
     let _ = tokio::fs::remove_file(&blob).await;
     let _ = tokio::fs::remove_dir_all(&unpacked).await;
     result
+}
+
+/// Rendered templates arrive with mode 0644; a job's `bin/` scripts (ctl, drain, pre-start)
+/// must run, so they are made 0755 as the real agent does.
+fn bin_executables_mark(bin: &Path) -> Result<(), ApplyError> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(bin) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_file() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                .map_err(io("making executable", &path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Rendered templates name `/var/vcap/...` paths. When this agent runs under another base
+/// dir (several sim VMs on one host), they are mapped onto it, as monit files are, so a
+/// job's scripts find their own config and packages.
+fn job_paths_rewrite(layout: &Layout, bundle: &Path) -> Result<(), ApplyError> {
+    if layout.rewrite(crate::layout::DEFAULT_BASE) == crate::layout::DEFAULT_BASE {
+        return Ok(());
+    }
+    for entry in walkdir::WalkDir::new(bundle).into_iter().flatten() {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue; // binary content is left alone
+        };
+        if text.contains(crate::layout::DEFAULT_BASE) {
+            std::fs::write(path, layout.rewrite(&text)).map_err(io("rewriting", path))?;
+        }
+    }
+    Ok(())
 }
 
 async fn unpack_blocking(archive: PathBuf, dest: PathBuf) -> Result<(), ApplyError> {

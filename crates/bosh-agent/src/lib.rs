@@ -3,11 +3,13 @@
 //! [`agent::run`] is the daemon: it loads settings ([`config`]), connects to NATS over mTLS
 //! ([`mbus`]), answers requests with one module per action ([`action`]), runs asynchronous
 //! actions as agent tasks ([`task`]), publishes heartbeats, and supervises jobs from their
-//! monit files ([`supervisor`]). [`testing`] builds the TLS material and nats-server config
+//! monit files ([`supervisor`]), whose events become
+//! health-monitor alerts ([`alert`]). [`testing`] builds the TLS material and nats-server config
 //! a director uses, for tests here and elsewhere.
 
 pub mod action;
 pub mod agent;
+pub mod alert;
 pub mod applier;
 pub mod blobstore;
 pub mod config;

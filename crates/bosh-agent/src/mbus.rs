@@ -1,5 +1,8 @@
-//! The NATS message bus connection (§1.3): always TLS, always with the client certificate from
-//! the settings, and the server's leaf CN must look like `<x>.nats.bosh-internal`.
+//! The message bus. NATS (§1.3): always TLS, always with the client certificate from the
+//! settings, and the server's leaf CN must look like `<x>.nats.bosh-internal`. An
+//! `https://` mbus URL serves the agent over HTTPS instead ([`https`], for `create-env`).
+
+pub mod https;
 
 use bosh_agent_protocol::MbusCert;
 use rustls::client::WebPkiServerVerifier;
@@ -23,6 +26,38 @@ pub enum MbusError {
     Scheme(String),
     #[error("connecting to NATS")]
     Connect(#[source] async_nats::ConnectError),
+    #[error("Loading configured tls certificate")]
+    ServerCert(#[source] Option<std::io::Error>),
+    #[error("Starting HTTP listener on {addr}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where requests come from: the agent's NATS subscription or the HTTPS endpoint.
+pub enum Inbox {
+    Nats(async_nats::Subscriber),
+    Https(tokio::sync::mpsc::Receiver<https::Call>),
+}
+
+/// One incoming request: raw NATS payload (answered on its `reply_to`), or an HTTPS call
+/// (answered on its channel).
+pub enum Inbound {
+    Nats(bytes::Bytes),
+    Https(https::Call),
+}
+
+impl Inbox {
+    /// The next request; `None` once the transport is gone.
+    pub async fn next(&mut self) -> Option<Inbound> {
+        use futures::StreamExt;
+        match self {
+            Inbox::Nats(sub) => sub.next().await.map(|m| Inbound::Nats(m.payload)),
+            Inbox::Https(calls) => calls.recv().await.map(Inbound::Https),
+        }
+    }
 }
 
 /// True when `cn` matches the agent's `^[a-zA-Z0-9*\-]*.nats.bosh-internal$` (the `.` before

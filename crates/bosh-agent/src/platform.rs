@@ -83,8 +83,10 @@ impl DiskManager for SymlinkDisks {
     }
 }
 
-/// Real mounts through `mount`/`umount`, read back from `/proc/mounts`. The device must
-/// already carry a filesystem.
+/// Real mounts through `mount`/`umount`, read back from `/proc/self/mountinfo`. A block
+/// device must already carry a filesystem. A directory (what the docker and warden CPIs hand
+/// over: a volume bound at `/warden-cpi-dev/<cid>`) is bind-mounted, as the real agent does
+/// with `BindMountPersistentDisk`.
 pub struct LinuxDisks;
 
 impl DiskManager for LinuxDisks {
@@ -93,11 +95,11 @@ impl DiskManager for LinuxDisks {
             return Ok(());
         }
         std::fs::create_dir_all(mount_point)?;
-        run_cmd(
-            std::process::Command::new("mount")
-                .arg(device)
-                .arg(mount_point),
-        )
+        let mut cmd = std::process::Command::new("mount");
+        if Path::new(device).is_dir() {
+            cmd.arg("--bind");
+        }
+        run_cmd(cmd.arg(device).arg(mount_point))
     }
 
     fn unmount(&self, mount_point: &Path) -> std::io::Result<bool> {
@@ -109,14 +111,78 @@ impl DiskManager for LinuxDisks {
     }
 
     fn mounted_device(&self, mount_point: &Path) -> Option<String> {
-        let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
-        let want = mount_point.to_string_lossy();
-        mounts.lines().find_map(|l| {
-            let mut f = l.split_whitespace();
-            let (dev, mp) = (f.next()?, f.next()?);
-            (mp == want).then(|| dev.to_owned())
-        })
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        mounted_source(&mountinfo, &mount_point.to_string_lossy())
     }
+}
+
+/// One line of `/proc/self/mountinfo`: what is mounted where.
+struct MountEntry<'a> {
+    /// `major:minor` of the filesystem.
+    dev: &'a str,
+    /// The directory of that filesystem shown at the mount point (`/` for a whole device).
+    root: &'a str,
+    mount_point: String,
+    source: &'a str,
+}
+
+fn parse_mountinfo(text: &str) -> Vec<MountEntry<'_>> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            let source = right.split(' ').nth(1)?;
+            Some(MountEntry {
+                dev: f.get(2)?,
+                root: f.get(3)?,
+                mount_point: unescape_octal(f.get(4)?),
+                source,
+            })
+        })
+        .collect()
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let code = (b[i] == b'\\' && i + 4 <= b.len())
+            .then(|| std::str::from_utf8(&b[i + 1..i + 4]).ok())
+            .flatten()
+            .and_then(|digits| u8::from_str_radix(digits, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(c);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What is mounted at `mount_point` (the last, visible mount there): the device for a
+/// whole-device mount; for a bind mount, the other mount point showing the same directory of
+/// the same filesystem (the CPI's `/warden-cpi-dev/<cid>`), which is the disk's hint path.
+fn mounted_source(mountinfo: &str, mount_point: &str) -> Option<String> {
+    let entries = parse_mountinfo(mountinfo);
+    let here = entries
+        .iter()
+        .rev()
+        .find(|e| e.mount_point == mount_point)?;
+    if here.root == "/" {
+        return Some(here.source.to_owned());
+    }
+    entries
+        .iter()
+        .find(|e| e.mount_point != mount_point && e.dev == here.dev && e.root == here.root)
+        .map(|e| e.mount_point.clone())
+        .or_else(|| Some(here.root.to_owned()))
 }
 
 fn run_cmd(cmd: &mut std::process::Command) -> std::io::Result<()> {
@@ -195,5 +261,40 @@ pub fn platform_for(name: &str) -> Option<Box<dyn Platform>> {
         "dummy" => Some(Box::new(DummyPlatform)),
         "ubuntu" | "linux" => Some(Box::new(LinuxPlatform)),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A docker container's mountinfo: the root overlay, a volume bound at
+    /// `/warden-cpi-dev/vol-1`, the agent's bind mount of it at the store, a block device.
+    const MOUNTINFO: &str = "\
+100 90 0:50 / / rw,relatime - overlay overlay rw,lowerdir=/x
+110 100 254:0 /var/lib/docker/volumes/vol-eph/_data /var/vcap/data rw - ext4 /dev/vda rw
+111 100 254:0 /var/lib/docker/volumes/vol-1/_data /warden-cpi-dev/vol-1 rw - ext4 /dev/vda rw
+112 100 254:0 /var/lib/docker/volumes/vol-2/_data /warden-cpi-dev/vol\\0402 rw - ext4 /dev/vda rw
+120 100 254:0 /var/lib/docker/volumes/vol-1/_data /var/vcap/store rw - ext4 /dev/vda rw
+121 100 8:16 / /var/vcap/store_migration_target rw - ext4 /dev/sdb rw
+";
+
+    #[test]
+    fn bind_mounts_resolve_to_the_cpi_path_and_devices_to_themselves() {
+        assert_eq!(
+            mounted_source(MOUNTINFO, "/var/vcap/store").as_deref(),
+            Some("/warden-cpi-dev/vol-1")
+        );
+        assert_eq!(
+            mounted_source(MOUNTINFO, "/var/vcap/store_migration_target").as_deref(),
+            Some("/dev/sdb")
+        );
+        assert_eq!(mounted_source(MOUNTINFO, "/var/vcap/nothing"), None);
+        let entries = parse_mountinfo(MOUNTINFO);
+        assert!(
+            entries
+                .iter()
+                .any(|e| e.mount_point == "/warden-cpi-dev/vol 2")
+        );
     }
 }

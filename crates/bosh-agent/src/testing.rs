@@ -116,6 +116,14 @@ impl TestPki {
         )
     }
 
+    /// The NATS server certificate, also valid for `hosts` (e.g. a Docker network's gateway
+    /// that containers dial).
+    pub fn server_for(&self, hosts: &[&str]) -> Result<Pem, TestingError> {
+        let mut sans = vec!["127.0.0.1", "localhost"];
+        sans.extend_from_slice(hosts);
+        self.issue("default.nats.bosh-internal", &sans, true)
+    }
+
     /// A server certificate with any CN (to test the agent's CN rule).
     pub fn server_with_cn(&self, cn: &str) -> Result<Pem, TestingError> {
         self.issue(cn, &["127.0.0.1", "localhost"], true)
@@ -178,6 +186,25 @@ pub fn nats_config(
     ca: &Path,
     agent_ids: &[&str],
 ) -> String {
+    nats_config_on(
+        Ipv4Addr::LOCALHOST,
+        port,
+        server_cert,
+        server_key,
+        ca,
+        agent_ids,
+    )
+}
+
+/// [`nats_config`] listening on `host` instead of loopback.
+pub fn nats_config_on(
+    host: Ipv4Addr,
+    port: u16,
+    server_cert: &Path,
+    server_key: &Path,
+    ca: &Path,
+    agent_ids: &[&str],
+) -> String {
     let mut users = String::new();
     users.push_str(&format!(
         "    {{ user: {:?}, permissions: {{ publish: [\"agent.*\", \"hm.director.alert\"], subscribe: [\"director.>\"] }} }}\n",
@@ -195,7 +222,7 @@ pub fn nats_config(
         ));
     }
     format!(
-        "listen: \"127.0.0.1:{port}\"\nping_interval: \"5s\"\nping_max: 2\nmax_payload: 1048576\n\ntls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify_and_map: true\n  timeout: 5\n}}\n\nauthorization {{\n  users: [\n{users}  ]\n}}\n",
+        "listen: \"{host}:{port}\"\nping_interval: \"5s\"\nping_max: 2\nmax_payload: 1048576\n\ntls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify_and_map: true\n  timeout: 5\n}}\n\nauthorization {{\n  users: [\n{users}  ]\n}}\n",
         server_cert.display().to_string(),
         server_key.display().to_string(),
         ca.display().to_string(),
@@ -213,6 +240,7 @@ pub fn free_port() -> Result<u16, TestingError> {
 /// A nats-server child process; killed on drop.
 pub struct NatsServer {
     child: Child,
+    pub host: Ipv4Addr,
     pub port: u16,
     pub dir: PathBuf,
 }
@@ -221,6 +249,18 @@ impl NatsServer {
     /// Writes certificates and config into `dir` and starts `/usr/sbin/nats-server` (or
     /// `$NATS_SERVER`) with the given server certificate.
     pub fn start(
+        dir: &Path,
+        pki: &TestPki,
+        server: &Pem,
+        agent_ids: &[&str],
+    ) -> Result<NatsServer, TestingError> {
+        Self::start_on(Ipv4Addr::LOCALHOST, dir, pki, server, agent_ids)
+    }
+
+    /// [`NatsServer::start`] listening on `host` (which must be a local address); the
+    /// certificate should name it (see [`TestPki::server_for`]).
+    pub fn start_on(
+        host: Ipv4Addr,
         dir: &Path,
         pki: &TestPki,
         server: &Pem,
@@ -241,8 +281,11 @@ impl NatsServer {
         }
         let port = free_port()?;
         let conf = dir.join("nats.conf");
-        std::fs::write(&conf, nats_config(port, &cert, &key, &ca, agent_ids))
-            .map_err(io("writing nats.conf"))?;
+        std::fs::write(
+            &conf,
+            nats_config_on(host, port, &cert, &key, &ca, agent_ids),
+        )
+        .map_err(io("writing nats.conf"))?;
         let log = std::fs::File::create(dir.join("nats.log")).map_err(io("creating nats.log"))?;
         let bin = std::env::var("NATS_SERVER").unwrap_or_else(|_| "/usr/sbin/nats-server".into());
         let child = Command::new(&bin)
@@ -255,12 +298,13 @@ impl NatsServer {
             .map_err(io(format!("starting {bin}")))?;
         let server = NatsServer {
             child,
+            host,
             port,
             dir: dir.to_owned(),
         };
         let limit = Duration::from_secs(10);
         let deadline = Instant::now() + limit;
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        while TcpStream::connect((host, port)).is_err() {
             if Instant::now() > deadline {
                 return Err(TestingError::NotReady(limit));
             }
@@ -270,7 +314,7 @@ impl NatsServer {
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.host, self.port)
     }
 
     /// The server's log so far (for assertion messages).

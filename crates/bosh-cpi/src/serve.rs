@@ -1,8 +1,11 @@
 //! Serving the external protocol for a built-in CPI: one request in, one response out,
-//! always a valid response (never a panic, never empty stdout).
+//! always a valid response (never a panic, never empty stdout). Started with `--worker` or
+//! `BOSH_CPI_WORKER=1`, the executable is a persistent worker instead (see
+//! [`crate::external::worker`]): one request per stdin line, one response per stdout line.
 
 use crate::Cpi;
 use crate::error::CpiError;
+use crate::external::worker;
 use bosh_cpi_protocol::methods::*;
 use bosh_cpi_protocol::{CpiErrorKind, CpiMethod, CpiRequest, CpiResponse, Method};
 use serde::Serialize;
@@ -13,7 +16,13 @@ use std::path::{Path, PathBuf};
 /// Parses raw stdin and answers it. Bad JSON is a `CpiError`, as bosh-cpi-go answers.
 pub async fn response_for_bytes(cpi: &dyn Cpi, input: &[u8]) -> CpiResponse {
     match serde_json::from_slice::<CpiRequest>(input) {
-        Ok(request) => response_for_request(cpi, &request).await,
+        Ok(request) => {
+            let mut response = response_for_request(cpi, &request).await;
+            if request.method == Method::Info.as_str() {
+                declare_worker(&mut response);
+            }
+            response
+        }
         Err(e) => {
             tracing::error!(error = %e, "invalid request");
             CpiResponse::error(
@@ -49,6 +58,17 @@ pub async fn response_for_request(cpi: &dyn Cpi, request: &CpiRequest) -> CpiRes
             format!("Invalid arguments: {}", error_chain(&e)),
             false,
         ),
+    }
+}
+
+/// Adds the worker-protocol declaration to an `info` result. Real directors read only the
+/// keys they know, so the extra key is harmless to them.
+fn declare_worker(response: &mut CpiResponse) {
+    if let Value::Object(result) = &mut response.result {
+        result.insert(
+            worker::INFO_KEY.to_owned(),
+            serde_json::json!({"protocol": worker::PROTOCOL}),
+        );
     }
 }
 
@@ -208,19 +228,63 @@ where
     };
 
     let Some(path) = config_path_arg(std::env::args_os().skip(1)) else {
-        fail(format!("Usage: {name} -configPath FILE"));
+        fail(format!("Usage: {name} -configPath FILE [--worker]"));
     };
     let cpi = load(&path).unwrap_or_else(|e| fail(format!("Loading config: {}", error_chain(&e))));
-    let mut input = Vec::new();
-    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
-        fail(format!("Reading stdin: {e}"));
-    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap_or_else(|e| fail(format!("Starting runtime: {e}")));
+    if worker_requested(
+        std::env::args_os().skip(1),
+        std::env::var_os(worker::WORKER_ENV),
+    ) {
+        runtime.block_on(serve_worker(&cpi));
+        return;
+    }
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        fail(format!("Reading stdin: {e}"));
+    }
     let response = runtime.block_on(response_for_bytes(&cpi, &input));
     write_response(&response);
+}
+
+/// `--worker` (or `-worker`) on the command line, or `BOSH_CPI_WORKER=1`.
+fn worker_requested(
+    mut args: impl Iterator<Item = std::ffi::OsString>,
+    env: Option<std::ffi::OsString>,
+) -> bool {
+    env.is_some_and(|v| v == "1")
+        || args.any(|a| a.to_string_lossy().trim_start_matches('-') == "worker")
+}
+
+/// Answers one request per stdin line until stdin closes. The runtime keeps running between
+/// requests, so child processes a CPI started (sim VMs) are reaped as they exit.
+async fn serve_worker(cpi: &dyn Cpi) {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin());
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match lines.read_until(b'\n', &mut line).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "reading stdin");
+                return;
+            }
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let response = response_for_bytes(cpi, &line).await;
+        write_response(&response);
+        // After the response: the client forwards stderr up to here into this call's log.
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{}", worker::END_OF_REQUEST);
+        let _ = err.flush();
+    }
 }
 
 /// Go-style flags: `-configPath FILE`, `-configPath=FILE`, or with two dashes.

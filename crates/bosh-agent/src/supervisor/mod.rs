@@ -68,11 +68,25 @@ impl Service {
     }
 }
 
+/// A monit-style event about a service, as monit would mail it to the agent (§6.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceEvent {
+    pub service: String,
+    /// Monit's event name, e.g. `Does not exist`.
+    pub event: &'static str,
+    /// What the supervisor does about it, e.g. `restart`.
+    pub action: &'static str,
+    pub description: String,
+}
+
+type EventSink = Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<ServiceEvent>>>;
+
 /// Handle to the supervisor; cheap to clone.
 #[derive(Clone)]
 pub struct Supervisor {
     inner: Arc<Mutex<Vec<Service>>>,
     layout: Layout,
+    events: EventSink,
 }
 
 impl Supervisor {
@@ -81,10 +95,12 @@ impl Supervisor {
         let sup = Supervisor {
             inner: Arc::default(),
             layout,
+            events: EventSink::default(),
         };
         // The loop holds only a weak reference so it ends with the last handle.
         let weak = Arc::downgrade(&sup.inner);
         let layout = sup.layout.clone();
+        let events = sup.events.clone();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(tick);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -94,11 +110,29 @@ impl Supervisor {
                 Supervisor {
                     inner,
                     layout: layout.clone(),
+                    events: events.clone(),
                 }
                 .check();
             }
         });
         sup
+    }
+
+    /// The stream of service events (crashes, failed starts); only the first caller gets it.
+    pub fn subscribe_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<ServiceEvent>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.events.set(tx).ok().map(|()| rx)
+    }
+
+    fn emit(&self, service: &str, event: &'static str, action: &'static str, description: &str) {
+        if let Some(tx) = self.events.get() {
+            let _ = tx.send(ServiceEvent {
+                service: service.to_owned(),
+                event,
+                action,
+                description: description.to_owned(),
+            });
+        }
     }
 
     /// Replaces the service list with the `*.monitrc` files under `monit/job`, keeping the
@@ -324,6 +358,12 @@ impl Supervisor {
             }
             if was_running {
                 tracing::warn!(service = %s.spec.name, "process not running, restarting");
+                self.emit(
+                    &s.spec.name,
+                    "Does not exist",
+                    "restart",
+                    "process is not running",
+                );
                 s.failures += 1;
                 s.next_attempt = Some(Instant::now() + backoff(s.failures));
                 s.state = ProcessState::Failing;
@@ -333,6 +373,7 @@ impl Supervisor {
                     continue;
                 }
                 tracing::warn!(service = %s.spec.name, "process did not come up after its start program");
+                self.emit(&s.spec.name, "Execution failed", "alert", "failed to start");
                 s.starting_since = None;
                 s.failures += 1;
                 s.next_attempt = Some(Instant::now() + backoff(s.failures));

@@ -22,31 +22,10 @@ pub(crate) async fn run(
 ) -> Result<CpiResponse, CpiError> {
     let method = request.method.as_str();
     let path = &config.exec_path;
-    let redacted = CpiRequest {
-        arguments: redact_arguments(method, &request.arguments),
-        context: request.context_redacted(),
-        ..request.clone()
-    };
-    tracing::debug!(
-        request = %serde_json::to_string(&redacted).unwrap_or_default(),
-        command = %path.display(),
-        "cpi request"
-    );
+    log_request(config, request);
     let body = serde_json::to_vec(request).expect("a CPI request serializes to JSON");
 
-    let mut cmd = tokio::process::Command::new(path);
-    cmd.env_clear().env("PATH", CPI_PATH);
-    for key in ["TMPDIR", "HOME"] {
-        if let Some(v) = std::env::var_os(key) {
-            cmd.env(key, v);
-        }
-    }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Own group, so a timeout can kill the CPI and whatever it started.
-        .process_group(0)
-        .kill_on_drop(true);
+    let mut cmd = command(config);
     let mut child = spawn_retrying_busy(&mut cmd)
         .await
         .map_err(|source| CpiError::Spawn {
@@ -146,9 +125,41 @@ pub(crate) async fn run(
     Ok(response)
 }
 
+/// Logs `request` at debug level with credentials redacted.
+pub(crate) fn log_request(config: &ExternalCpiConfig, request: &CpiRequest) {
+    let redacted = CpiRequest {
+        arguments: redact_arguments(&request.method, &request.arguments),
+        context: request.context_redacted(),
+        ..request.clone()
+    };
+    tracing::debug!(
+        request = %serde_json::to_string(&redacted).unwrap_or_default(),
+        command = %config.exec_path.display(),
+        "cpi request"
+    );
+}
+
+/// The CPI command with the director's scrubbed environment, its three pipes, and a
+/// process group of its own so a timeout can kill the CPI and whatever it started.
+pub(crate) fn command(config: &ExternalCpiConfig) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(&config.exec_path);
+    cmd.env_clear().env("PATH", CPI_PATH);
+    for key in ["TMPDIR", "HOME"] {
+        if let Some(v) = std::env::var_os(key) {
+            cmd.env(key, v);
+        }
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    cmd
+}
+
 /// A freshly written wrapper script can be briefly "text file busy" while another thread's
 /// fork still holds its write descriptor; that clears within milliseconds.
-async fn spawn_retrying_busy(
+pub(crate) async fn spawn_retrying_busy(
     cmd: &mut tokio::process::Command,
 ) -> std::io::Result<tokio::process::Child> {
     const ETXTBSY: i32 = 26;
@@ -164,7 +175,7 @@ async fn spawn_retrying_busy(
     }
 }
 
-fn kill_group(pid: u32) {
+pub(crate) fn kill_group(pid: u32) {
     let Ok(pid) = i32::try_from(pid) else { return };
     // The group may already be gone; nothing else to do then.
     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);

@@ -1,8 +1,10 @@
 //! The client for external CPI executables: one process per call, the director's
-//! environment scrubbing, strict response validation and API version negotiation.
+//! environment scrubbing, strict response validation and API version negotiation; and, for
+//! CPIs that declare it, persistent workers ([`worker`]) instead of a fork per call.
 
 mod invoke;
 mod redact;
+pub mod worker;
 
 use crate::Cpi;
 use crate::error::CpiError;
@@ -16,7 +18,7 @@ use bosh_cpi_protocol::{
 use bosh_types::ids::{DiskCid, StemcellCid, VmCid};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -32,6 +34,9 @@ pub struct ExternalCpiConfig {
     pub timeout: Duration,
     /// The highest contract version to ask for (3 by default, configurable down to 2).
     pub preferred_api_version: u32,
+    /// Persistent workers to keep (0, the default: one process per call as BOSH does).
+    /// Used only if the CPI's `info` declares the worker protocol; otherwise ignored.
+    pub workers: usize,
 }
 
 impl ExternalCpiConfig {
@@ -42,6 +47,7 @@ impl ExternalCpiConfig {
             properties: Map::new(),
             timeout: Duration::from_secs(600),
             preferred_api_version: PREFERRED_API_VERSION,
+            workers: 0,
         }
     }
 }
@@ -50,6 +56,19 @@ struct Shared {
     config: ExternalCpiConfig,
     /// `min(info.api_version, preferred)`, asked once per client and shared by its clones.
     api_version: OnceCell<u32>,
+    /// Present when `config.workers > 0`.
+    pool: Option<worker::WorkerPool>,
+    /// Whether the CPI's `info` declared the worker protocol; set by the first `info`.
+    declares_worker: OnceLock<bool>,
+}
+
+impl Shared {
+    /// The pool, once the CPI is known to speak the worker protocol.
+    fn pool(&self) -> Option<&worker::WorkerPool> {
+        self.pool
+            .as_ref()
+            .filter(|_| self.declares_worker.get() == Some(&true))
+    }
 }
 
 /// An external CPI. Cheap to clone; clones share the negotiated API version.
@@ -83,10 +102,13 @@ pub fn negotiate_api_version(reported: Option<u32>, preferred: u32) -> Result<u3
 
 impl ExternalCpi {
     pub fn new(config: ExternalCpiConfig) -> Self {
+        let pool = (config.workers > 0).then(|| worker::WorkerPool::new(config.workers));
         Self {
             shared: Arc::new(Shared {
                 config,
                 api_version: OnceCell::new(),
+                pool,
+                declares_worker: OnceLock::new(),
             }),
             stemcell_api_version: None,
             log_sink: None,
@@ -166,7 +188,25 @@ impl ExternalCpi {
     ) -> Result<Value, CpiError> {
         let request = self.request(method, arguments, api_version);
         let request_id = request.context.request_id.clone();
-        let response = invoke::run(&self.shared.config, &request, self.log_sink.as_deref()).await?;
+        let config = &self.shared.config;
+        let sink = self.log_sink.as_deref();
+        let response = match self.shared.pool() {
+            Some(pool) => pool.call(config, &request, sink).await?,
+            None => {
+                let response = invoke::run(config, &request, sink).await?;
+                if self.shared.pool.is_some() && method == Method::Info.as_str() {
+                    let declared = worker::declares_worker(&response.result);
+                    if self.shared.declares_worker.set(declared).is_ok() {
+                        tracing::info!(
+                            path = %config.exec_path.display(),
+                            persistent_workers = declared,
+                            "cpi worker mode decided"
+                        );
+                    }
+                }
+                response
+            }
+        };
         if let Some(error) = response.error {
             return Err(match error.kind() {
                 Some(kind) => CpiError::Cloud {
