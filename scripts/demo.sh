@@ -1,16 +1,29 @@
 #!/usr/bin/env bash
-# The main job, until deploys land: the release-engineering flow on the example release.
-# Works in a scratch copy, so running it twice is safe and the repository stays clean.
+# The main job: a local director with the embedded defaults, the example release built,
+# uploaded and deployed (3 greeter servers and a proxy that finds them through a link),
+# then the service answering. Everything lives in a scratch dir, so running it twice is
+# safe and the repository stays clean.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-BOSH_RS=${BOSH_RS:-$here/target/release/bosh-rs}
-release_src=$here/examples/greeter-release
+target=${CARGO_TARGET_DIR:-$here/target}
+BOSH_RS=${BOSH_RS:-$target/release/bosh-rs}
+bin_dir=$(dirname "$BOSH_RS")
 manifests=$here/examples/manifests
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/bosh-rs-demo.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-# A private HOME keeps the demo's ~/.bosh/cache apart from the user's.
+director_pid=""
+cleanup() {
+  if [ -n "$director_pid" ]; then
+    kill "$director_pid" 2>/dev/null || true
+    wait "$director_pid" 2>/dev/null || true
+  fi
+  # sim VMs are agent processes whose command lines name their dir under $work
+  pkill -f "$work" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+# A private HOME keeps the demo's ~/.bosh apart from the user's.
 export HOME=$work/home
 mkdir -p "$HOME"
 
@@ -23,30 +36,69 @@ run() {
   printf '$ bosh-rs %s\n' "$*"
   "$BOSH_RS" "$@"
 }
+elapsed() { printf '(%ss)\n' "$(($(date +%s) - $1))"; }
 
-cp -R "$release_src" "$work/greeter-release"
-cd "$work/greeter-release"
-# The release's local blobstore, private to this run.
-sed -i "s#blobstore_path: .*#blobstore_path: $work/blobstore#" config/final.yml
-git init -q . && git add -A && git -c user.name=demo -c user.email=demo@localhost commit -qm "greeter release"
+# The release directory needs its own git repo and blobstore: work on a copy.
+cp -R "$here/examples/greeter-release" "$work/greeter-release"
+sed -i "s#blobstore_path: .*#blobstore_path: $work/blobstore#" "$work/greeter-release/config/final.yml"
+(cd "$work/greeter-release" && git init -q . && git add -A &&
+  git -c user.name=demo -c user.email=demo@localhost commit -qm "greeter release")
 
-step "Create a dev release of the example release (C packages, ERB jobs, an errand)"
-run create-release --tarball "$work/greeter-dev.tgz"
+step "Start a director: SQLite, local blobstore, its own NATS, the sim CPI (VMs are agent processes)"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bin_dir/bosh-director" --data-dir "$work/director" --listen "127.0.0.1:$port" --cpi sim \
+  >"$work/director.log" 2>&1 &
+director_pid=$!
+for _ in $(seq 1 300); do
+  if [ -s "$work/director/credentials.yml" ] &&
+    curl -sf --cacert "$work/director/ca.crt" "https://127.0.0.1:$port/info" >/dev/null; then
+    break
+  fi
+  kill -0 "$director_pid" 2>/dev/null || { cat "$work/director.log"; exit 1; }
+  sleep 0.1
+done
+export BOSH_ENVIRONMENT=https://127.0.0.1:$port
+export BOSH_CA_CERT=$work/director/ca.crt
+export BOSH_CLIENT=admin
+BOSH_CLIENT_SECRET=$(sed -n 's/^password: *//p' "$work/director/credentials.yml")
+export BOSH_CLIENT_SECRET
+export BOSH_DEPLOYMENT=greeter
+run env
 
-step "Inspect the tarball: every archive's digest is verified"
-run inspect-local-release "$work/greeter-dev.tgz"
+step "Build a sim stemcell and upload it"
+run create-stemcell sim --output "$work/stemcell.tgz"
+run upload-stemcell "$work/stemcell.tgz"
 
-step "Cut final release 1.0.0 (archives go to the release blobstore)"
-run create-release --final --version 1.0.0 --tarball "$work/greeter-1.0.0.tgz"
+step "Create the example release from its directory and upload it (C packages, ERB jobs)"
+run upload-release "$work/greeter-release"
 
-step "Commit the final release; nothing else changed, so a new dev release reuses every build"
-git add -A && git -c user.name=demo -c user.email=demo@localhost commit -qm "Final release 1.0.0"
-run create-release
+step "Describe the cloud once: two AZs on one loopback manual network"
+run -n update-cloud-config "$manifests/cloud-config-sim.yml"
 
-step "Render the deployment manifest, scaled by an ops file, with generated credentials"
-run interpolate "$manifests/greeter.yml" -o "$manifests/ops/scale-servers-to-5.yml" \
-  --vars-store "$work/creds.yml" --path /instance_groups/name=greeter
-printf '... (credentials generated into a vars store: %s)\n' \
-  "$(grep -c '^[a-z_]*:' "$work/creds.yml" 2>/dev/null || echo 0) variables"
+step "Deploy: compile packages on compilation VMs, render templates, canary first"
+t0=$(date +%s)
+run -n deploy "$manifests/greeter.yml"
+elapsed "$t0"
 
-printf '\nDone. Next: the director and deploys (see ARCHITECTURE.md).\n'
+step "Instances, with their processes"
+run instances --ps
+
+step "The proxy answers, round-robin over the servers it found through its link"
+proxy_ip=$("$BOSH_RS" instances --json |
+  python3 -c 'import json,sys
+rows = json.load(sys.stdin)["Tables"][0]["Rows"]
+print(next(r["ips"] for r in rows if r["instance"].startswith("proxy/")))')
+for _ in 1 2 3; do
+  printf '$ curl http://%s:8000/\n' "$proxy_ip"
+  curl -sf --max-time 5 "http://$proxy_ip:8000/" | head -3
+done
+
+step "A second deploy of the same manifest changes nothing"
+t0=$(date +%s)
+run -n deploy "$manifests/greeter.yml"
+elapsed "$t0"
+
+step "Delete the deployment: VMs deleted, IPs released"
+run -n delete-deployment
+
+printf '\nDone. The director log is gone with its scratch dir; rerun with bash -x to see more.\n'

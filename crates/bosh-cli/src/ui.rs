@@ -103,7 +103,7 @@ impl Ui {
             self.out.lines.get_or_insert_with(Vec::new).push(text);
         } else {
             self.pad_after_table();
-            println!("{text}");
+            stdout_write(&format!("{text}\n"));
             self.printed = Printed::Text;
         }
     }
@@ -115,8 +115,7 @@ impl Ui {
             self.out.blocks.get_or_insert_with(Vec::new).push(text);
         } else {
             self.pad_after_table();
-            print!("{text}");
-            let _ = std::io::stdout().flush();
+            stdout_write(&text);
             self.printed = Printed::Text;
         }
     }
@@ -137,15 +136,15 @@ impl Ui {
             return;
         }
         if self.printed != Printed::Nothing {
-            println!();
+            stdout_write("\n");
         }
-        print!("{}", render_table_with(table, opts));
+        stdout_write(&render_table_with(table, opts));
         self.printed = Printed::Table;
     }
 
     fn pad_after_table(&mut self) {
         if self.printed == Printed::Table {
-            println!();
+            stdout_write("\n");
         }
     }
 
@@ -165,14 +164,13 @@ impl Ui {
                 lines.push("Succeeded".into());
             }
             // Like Go's json.MarshalIndent: no trailing newline.
-            print!("{}", json_document(&self.out));
-            let _ = std::io::stdout().flush();
+            stdout_write(&json_document(&self.out));
             return ExitCode::from(code);
         }
         match result {
             Ok(()) => {
                 if !self.quiet_success {
-                    println!("\nSucceeded");
+                    stdout_write("\nSucceeded\n");
                 }
             }
             Err(e) => {
@@ -181,6 +179,18 @@ impl Ui {
             }
         }
         ExitCode::from(code)
+    }
+}
+
+/// Writes and flushes stdout. A reader that went away (`bosh-rs ... | head`) ends the
+/// command quietly with status 0 instead of a panic: there is nobody left to tell.
+pub fn stdout_write(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let written = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    if let Err(e) = written
+        && e.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(0);
     }
 }
 

@@ -196,7 +196,7 @@ fn director_commands_end_to_end() {
     let out = ok(&cli.run(&[
         "-e", "test", "config", "--type", "runtime", "--name", "extra",
     ]));
-    assert!(out.contains("addons: []\n"), "{out}");
+    assert!(out.contains("\nContent     addons: []  \n"), "{out}");
     let out = ok(&cli.run(&["-e", "test", "configs", "--type", "cloud"]));
     assert!(out.contains("*  cloud  default  -     "), "{out}");
     assert!(

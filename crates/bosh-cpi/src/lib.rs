@@ -67,4 +67,13 @@ pub trait Cpi: Send + Sync {
         metadata: &Metadata,
     ) -> Result<SnapshotCid, CpiError>;
     async fn delete_snapshot(&self, snapshot_cid: &SnapshotCid) -> Result<(), CpiError>;
+
+    /// A handle that also sends the CPI's own log text (an external CPI's stderr and
+    /// response `log`) to `sink`; `None` when this CPI writes no such text.
+    fn with_log_sink(
+        &self,
+        _sink: std::sync::Arc<dyn CpiLogSink>,
+    ) -> Option<std::sync::Arc<dyn Cpi>> {
+        None
+    }
 }

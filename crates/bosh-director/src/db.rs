@@ -46,6 +46,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "artifacts",
         include_str!("../migrations/sqlite/0002_artifacts.sql"),
     ),
+    (
+        3,
+        "deploy",
+        include_str!("../migrations/sqlite/0003_deploy.sql"),
+    ),
+    (
+        4,
+        "config_server",
+        include_str!("../migrations/sqlite/0004_config_server.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -57,6 +67,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "artifacts",
         include_str!("../migrations/postgres/0002_artifacts.sql"),
+    ),
+    (
+        3,
+        "deploy",
+        include_str!("../migrations/postgres/0003_deploy.sql"),
+    ),
+    (
+        4,
+        "config_server",
+        include_str!("../migrations/postgres/0004_config_server.sql"),
     ),
 ];
 

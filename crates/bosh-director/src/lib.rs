@@ -2,16 +2,22 @@
 //! (SQLite by default, PostgreSQL for scale-out) and persisted tasks run by a worker pool.
 //!
 //! Start with [`server::director_start`]; task types implement [`tasks::runner::TaskJob`].
+pub mod agents;
 pub mod api;
 pub mod auth;
 pub mod blobstore;
+pub mod compile;
 pub mod config;
+pub mod config_server;
 pub mod configs;
 pub mod db;
+pub mod deploy;
 pub mod deployments;
 pub mod error;
 pub mod events;
+pub mod instance_listing;
 pub mod locks;
+pub mod nats;
 pub mod pki;
 mod private_file;
 pub mod releases;
@@ -20,3 +26,4 @@ pub mod services;
 pub mod stemcells;
 pub mod tasks;
 pub mod uploads;
+pub mod vms;

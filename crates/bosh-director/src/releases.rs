@@ -612,6 +612,80 @@ fn release_lock(name: &str) -> LockSpec {
     }
 }
 
+/// What an upload may do beyond storing a new version.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UploadOptions {
+    /// Replace stored blobs of jobs and packages that went missing, and accept a version that
+    /// already exists with other content.
+    pub fix: bool,
+    /// Store a dev release as the next dev version after the latest one on the director.
+    pub rebase: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebaseError {
+    #[error("release version '{0}' is not a valid semi-semantic version")]
+    Invalid(String, #[source] bosh_types::version::VersionError),
+    #[error(
+        "Failed to Rebase - Invalid Version: '{0}' is a final version; only dev releases \
+         (a version with a post-release such as '+dev.1') can be rebased"
+    )]
+    Final(String),
+    #[error("Failed to Rebase - cannot increment the post-release of '{0}'")]
+    Increment(String, #[source] bosh_types::version::VersionError),
+}
+
+/// A release version as the real director reads one: the old dev form `1.2-dev` (`N-dev`
+/// after a final version) is the post-release `1+dev.2`.
+pub fn release_version_parse(
+    version: &str,
+) -> Result<bosh_types::version::Version, bosh_types::version::VersionError> {
+    use bosh_types::version::Version;
+    if let Some(head) = version.strip_suffix("-dev")
+        && let Some((release, dev)) = head.rsplit_once('.')
+        && !dev.is_empty()
+        && dev.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Version::parse(&format!("{release}+dev.{dev}"));
+    }
+    Version::parse(version)
+}
+
+/// The version a rebased upload gets (the real director's `ReleaseVersionList#rebase`): among
+/// the stored versions with the uploaded one's release and pre-release segments, the latest
+/// gets its post-release incremented (`+dev.1` added to a final one); with none, the uploaded
+/// version's post-release becomes `dev.1`. Only dev versions can be rebased.
+pub fn version_rebase(uploaded: &str, stored: &[String]) -> Result<String, RebaseError> {
+    use bosh_types::version::{Version, VersionSegment};
+    let parsed =
+        release_version_parse(uploaded).map_err(|e| RebaseError::Invalid(uploaded.into(), e))?;
+    if parsed.post_release().is_empty() {
+        return Err(RebaseError::Final(uploaded.to_owned()));
+    }
+    // Versions compare equal when their segments do, trailing zeros aside (`1` == `1.0`).
+    let base = |v: &Version| {
+        Version::from_segments(
+            v.release().clone(),
+            v.pre_release().clone(),
+            VersionSegment::default(),
+        )
+    };
+    let wanted = base(&parsed).map_err(|e| RebaseError::Invalid(uploaded.into(), e))?;
+    let latest = stored
+        .iter()
+        .filter_map(|s| release_version_parse(s).ok())
+        .filter(|v| base(v).is_ok_and(|b| b == wanted))
+        .max();
+    let dev_1 = VersionSegment::parse("dev.1").expect("a valid segment");
+    let next = match latest {
+        Some(v) => v
+            .increment_post_release(&dev_1)
+            .map_err(|e| RebaseError::Increment(v.to_string(), e))?,
+        None => parsed.with_post_release(dev_1),
+    };
+    Ok(next.to_string())
+}
+
 /// `update_release`: payload `{"path"|"location", "sha1"?, "fix"?, "rebase"?}`.
 pub struct UpdateReleaseJob {
     pub services: Services,
@@ -625,7 +699,10 @@ impl TaskJob for UpdateReleaseJob {
             context.insert("location".into(), json!(l));
         }
         task_events_wrap(ctx, "create", "release", None, context, async {
-            let fix = payload["fix"].as_bool().unwrap_or(false);
+            let opts = UploadOptions {
+                fix: payload["fix"].as_bool().unwrap_or(false),
+                rebase: payload["rebase"].as_bool().unwrap_or(false),
+            };
             let (tarball, owned) = upload_source(&self.services, &payload, "release")
                 .await
                 .map_err(|e| match e {
@@ -634,7 +711,7 @@ impl TaskJob for UpdateReleaseJob {
                     }
                     other => other,
                 })?;
-            let result = self.upload(ctx, &tarball, fix).await;
+            let result = self.upload(ctx, &tarball, opts).await;
             if owned {
                 let _ = tokio::fs::remove_file(&tarball).await;
             }
@@ -649,7 +726,7 @@ impl UpdateReleaseJob {
         &self,
         ctx: &TaskContext,
         tarball: &Path,
-        fix: bool,
+        opts: UploadOptions,
     ) -> Result<(String, Option<String>), TaskError> {
         let stage = ctx.events().stage("Extracting release", &[], Some(1));
         let t = stage.task("Extracting release");
@@ -676,12 +753,15 @@ impl UpdateReleaseJob {
         t.finished();
         ctx.checkpoint().await?;
         let name = release.manifest.name.clone();
-        let slug = release.slug();
+        if opts.rebase {
+            // Refused before anything is stored (the real director leaves an empty release).
+            if let Err(e @ RebaseError::Final(_)) = version_rebase(&release.manifest.version, &[]) {
+                return Err(TaskError::failed(100, e.to_string()));
+            }
+        }
         ctx.lock(&release_lock(&name)).await?;
-        let outcome = match self.process(ctx, &release, fix).await? {
-            Some(note) => note,
-            None => format!("Created release '{slug}'"),
-        };
+        let version = self.process(ctx, &release, opts).await?;
+        let outcome = format!("Created release '{name}/{version}'");
         ctx.info(&outcome);
         Ok((outcome, Some(name)))
     }
@@ -690,18 +770,35 @@ impl UpdateReleaseJob {
         &self,
         ctx: &TaskContext,
         release: &ReleaseTarball,
-        fix: bool,
-    ) -> Result<Option<String>, TaskError> {
+        opts: UploadOptions,
+    ) -> Result<String, TaskError> {
         let db = ctx.db();
         let m = &release.manifest;
-        let slug = release.slug();
+        let fix = opts.fix;
+        let release_id = release_ensure(db, &m.name).await?;
+        let version = if opts.rebase {
+            let stored: Vec<String> = release_version_list(db, release_id)
+                .await?
+                .into_iter()
+                .map(|rv| rv.version)
+                .collect();
+            let version = version_rebase(&m.version, &stored)
+                .map_err(|e| TaskError::failed(100, error_text(&e)))?;
+            ctx.info(&format!(
+                "Rebased release '{}/{}' to version '{version}'",
+                m.name, m.version
+            ));
+            version
+        } else {
+            m.version.clone()
+        };
+        let slug = format!("{}/{version}", m.name);
         let stage = ctx
             .events()
             .stage("Resolving package dependencies", &[], Some(1));
         stage.task("Resolving package dependencies").finished();
 
-        let release_id = release_ensure(db, &m.name).await?;
-        let existing = release_version_fetch(db, release_id, &m.version).await?;
+        let existing = release_version_fetch(db, release_id, &version).await?;
         // A completed version may be uploaded again (the same tarball, or its compiled form,
         // which adds compiled packages) as long as nothing it names contradicts what is stored.
         if let Some(rv) = &existing
@@ -723,7 +820,7 @@ impl UpdateReleaseJob {
                 release_version_create(
                     db,
                     release_id,
-                    &m.version,
+                    &version,
                     &m.commit_hash,
                     m.uncommitted_changes,
                 )
@@ -907,7 +1004,7 @@ impl UpdateReleaseJob {
         let stage = ctx.events().stage("Release has been created", &[], Some(1));
         release_version_complete(db, rv_id).await?;
         stage.task(&slug).finished();
-        Ok(None)
+        Ok(version)
     }
 
     async fn compiled_package_store(
@@ -1230,5 +1327,60 @@ impl DeleteReleaseJob {
             Some(v) => format!("Deleted release version '{name}/{v}'"),
             None => format!("Deleted release '{name}'"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rebase(uploaded: &str, stored: &[&str]) -> Result<String, RebaseError> {
+        let stored: Vec<String> = stored.iter().map(|s| s.to_string()).collect();
+        version_rebase(uploaded, &stored)
+    }
+
+    #[test]
+    fn rebase_takes_the_next_dev_version_of_the_same_release_segment() {
+        assert_eq!(rebase("0+dev.7", &[]).unwrap(), "0+dev.1");
+        assert_eq!(
+            rebase("0+dev.7", &["0+dev.1", "0+dev.2"]).unwrap(),
+            "0+dev.3"
+        );
+        // Only versions with the same release and pre-release segments count.
+        assert_eq!(
+            rebase("0+dev.7", &["1+dev.9", "0+dev.4"]).unwrap(),
+            "0+dev.5"
+        );
+        assert_eq!(
+            rebase("2-rc.1+dev.3", &["2+dev.8", "2-rc.1+dev.1"]).unwrap(),
+            "2-rc.1+dev.2"
+        );
+        // A final version is the latest: its first dev version follows.
+        assert_eq!(
+            rebase("1.0.0+dev.7", &["1.0.0", "0+dev.3"]).unwrap(),
+            "1.0.0+dev.1"
+        );
+        assert_eq!(rebase("1+dev.7", &["1.0", "1+dev.1"]).unwrap(), "1+dev.2");
+        // Old-style dev versions on either side.
+        assert_eq!(rebase("0.4-dev", &["0.2-dev"]).unwrap(), "0+dev.3");
+        assert_eq!(rebase("3+dev.1", &["3.9-dev"]).unwrap(), "3+dev.10");
+    }
+
+    #[test]
+    fn rebase_refuses_final_and_invalid_versions() {
+        let err = rebase("1.0.0", &["0+dev.1"]).unwrap_err();
+        assert!(matches!(err, RebaseError::Final(_)));
+        assert!(
+            err.to_string().contains("'1.0.0' is a final version"),
+            "{err}"
+        );
+        assert!(matches!(
+            rebase("1+dev.x", &["1+dev.x"]),
+            Err(RebaseError::Increment(..))
+        ));
+        assert!(matches!(
+            rebase("1..2+dev.1", &[]),
+            Err(RebaseError::Invalid(..))
+        ));
     }
 }

@@ -6,15 +6,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::agents::{Agents, AgentsError};
 use crate::api::{self, AppState, DirectorInfo};
 use crate::auth::{AuthError, Authenticator};
-use crate::blobstore::{DavCredentials, LocalBlobstore};
+use crate::blobstore::{DavCredentials, blobstore_open};
 use crate::config::DirectorConfig;
 use crate::db::{Db, DbError};
 use crate::deployments::{DELETE_DEPLOYMENT, DeleteDeploymentJob};
+use crate::nats::{EmbeddedNats, NatsError, NatsPki, NatsServerConfig};
 use crate::pki::{self, PkiError};
 use crate::releases::{DELETE_RELEASE, DeleteReleaseJob, UPDATE_RELEASE, UpdateReleaseJob};
-use crate::services::Services;
+use crate::services::{AgentEnvDefaults, Services};
 use crate::stemcells::{DELETE_STEMCELL, DeleteStemcellJob, UPDATE_STEMCELL, UpdateStemcellJob};
 use crate::tasks::events::TaskOutputs;
 use crate::tasks::runner::{TaskJob, TaskQueue, TaskRegistry, TaskTimings};
@@ -47,6 +49,10 @@ pub enum StartError {
     Cpi(String),
     #[error("cannot recover tasks left by a previous director")]
     Recover(#[source] DbError),
+    #[error("cannot start NATS")]
+    Nats(#[from] NatsError),
+    #[error("cannot reach agents over NATS")]
+    Agents(#[from] AgentsError),
 }
 
 /// How to start a director.
@@ -61,6 +67,9 @@ pub struct DirectorOptions {
     pub timings: TaskTimings,
     /// Extra task types (other components register theirs here).
     pub extra_jobs: Vec<(String, Arc<dyn TaskJob>)>,
+    /// The argv prefix the sim CPI runs as each VM's agent; by default `$BOSH_AGENT_BIN`, else
+    /// `bosh-agent` next to this executable, else `bosh-agent` on `PATH`.
+    pub agent_command: Option<Vec<String>>,
 }
 
 impl DirectorOptions {
@@ -76,6 +85,7 @@ impl DirectorOptions {
             config,
             timings,
             extra_jobs: Vec::new(),
+            agent_command: None,
         }
     }
 }
@@ -89,6 +99,8 @@ pub struct RunningDirector {
     /// `DIR/credentials.yml`, when the generated admin user is in use.
     pub credentials_path: Option<PathBuf>,
     pub state: AppState,
+    /// The embedded nats-server (`None` with an external NATS).
+    pub nats: Option<Arc<EmbeddedNats>>,
     handle: axum_server::Handle,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -98,6 +110,9 @@ impl RunningDirector {
     pub async fn shutdown(self) {
         self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
         let _ = self.server.await;
+        if let Some(nats) = &self.nats {
+            nats.shutdown().await;
+        }
     }
 
     /// Waits until the listener stops (it normally never does).
@@ -120,22 +135,41 @@ fn cpi_name(cpi: &str) -> String {
     }
 }
 
-/// The CPI behind `--cpi`: the built-in sim CPI rooted in `DIR/sim-cpi`, or an external
-/// executable. `docker` needs engine settings this director does not take yet.
-fn cpi_build(
+/// The sim CPI's agent command when none is given: `$BOSH_AGENT_BIN`, else `bosh-agent` next
+/// to this executable, else `bosh-agent` on `PATH`.
+fn agent_command_default() -> Vec<String> {
+    if let Ok(bin) = std::env::var("BOSH_AGENT_BIN") {
+        return vec![bin];
+    }
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("bosh-agent")))
+        .filter(|p| p.is_file());
+    match sibling {
+        Some(p) => vec![p.display().to_string()],
+        None => vec!["bosh-agent".to_owned()],
+    }
+}
+
+/// The CPI behind `--cpi`: the built-in sim CPI rooted in `DIR/sim-cpi`, the built-in docker
+/// CPI (the engine at `$DOCKER_HOST`, default the local socket; refused when it does not
+/// answer), or an external executable. Agents dial `mbus_url`.
+async fn cpi_build(
     cpi: &str,
     dir: &Path,
     director_uuid: &str,
+    mbus_url: &str,
+    agent_command: Vec<String>,
 ) -> Result<Option<Arc<dyn bosh_cpi::Cpi>>, StartError> {
     match cpi {
         "sim" => {
             let config = bosh_cpi::SimCpiConfig {
                 root_dir: dir.join("sim-cpi"),
-                // VMs are not created yet; the deployer replaces this with the real agent.
                 agent: bosh_cpi::sim::SimAgentConfig {
-                    command: vec!["bosh-agent".to_owned()],
-                    mbus: "nats://127.0.0.1:4222".to_owned(),
+                    command: agent_command,
+                    mbus: mbus_url.to_owned(),
                     ntp: Vec::new(),
+                    // The blobstore reaches agents through `env.bosh.blobstores`.
                     blobstore: None,
                     platform: "dummy".to_owned(),
                     job_supervisor: "dummy-nats".to_owned(),
@@ -147,10 +181,107 @@ fn cpi_build(
             let sim = bosh_cpi::SimCpi::new(config).map_err(|e| StartError::Cpi(e.to_string()))?;
             Ok(Some(Arc::new(sim)))
         }
-        "docker" => Ok(None),
+        "docker" => {
+            let engine = bosh_cpi::docker::config::DockerEngineConfig {
+                host: std::env::var("DOCKER_HOST")
+                    .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned()),
+                api_version: None,
+            };
+            let host = engine.host.clone();
+            let agent = bosh_cpi::docker::config::DockerAgentConfig {
+                mbus: mbus_url.to_owned(),
+                ntp: Vec::new(),
+                blobstore: None,
+            };
+            let docker = bosh_cpi::docker::DockerCpi::new(
+                bosh_cpi::docker::config::DockerCpiConfig::new(engine, agent),
+            )
+            .map_err(|e| StartError::Cpi(crate::error::error_chain(&e)))?;
+            // Any engine call will do: an unknown container is `false`, no engine an error.
+            let probe = bosh_types::ids::VmCid::new("bosh-rs-engine-probe")
+                .map_err(|e| StartError::Cpi(e.to_string()))?;
+            if let Err(e) = bosh_cpi::Cpi::has_vm(&docker, &probe).await {
+                return Err(StartError::Cpi(format!(
+                    "--cpi docker: no Docker engine answers at {host} ({}); start Docker, set DOCKER_HOST, or use --cpi sim",
+                    crate::error::error_chain(&e)
+                )));
+            }
+            Ok(Some(Arc::new(docker)))
+        }
         path => Ok(Some(Arc::new(bosh_cpi::ExternalCpi::new(
             bosh_cpi::ExternalCpiConfig::new(path, director_uuid),
         )))),
+    }
+}
+
+/// The embedded NATS port: the configured one, else one picked once and kept in
+/// `DIR/nats/port` (agents keep the URL they booted with).
+fn nats_port(nats_dir: &Path, configured: Option<u16>) -> std::io::Result<u16> {
+    if let Some(p) = configured {
+        return Ok(p);
+    }
+    let path = nats_dir.join("port");
+    if let Some(p) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u16>().ok())
+    {
+        return Ok(p);
+    }
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port();
+    std::fs::write(&path, port.to_string())?;
+    Ok(port)
+}
+
+/// NATS (embedded child or external) and the director's agent client.
+async fn agents_start(
+    dir: &Path,
+    config: &crate::config::NatsConfig,
+    db: &Db,
+    uuid: &str,
+) -> Result<(Arc<Agents>, Option<Arc<EmbeddedNats>>), StartError> {
+    let nats_dir = dir.join("nats");
+    let host = config
+        .host
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let pki = {
+        let nats_dir = nats_dir.clone();
+        let hosts = vec![host.clone()];
+        tokio::task::spawn_blocking(move || NatsPki::ensure(&nats_dir, &hosts))
+            .await
+            .map_err(|e| StartError::Cpi(format!("generating NATS certificates: {e}")))??
+    };
+    let pki = Arc::new(pki);
+    let (url, embedded) = match &config.url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let port = nats_port(&nats_dir, config.port).map_err(|source| StartError::DataDir {
+                path: nats_dir.join("port"),
+                source,
+            })?;
+            let server = NatsServerConfig {
+                host: host.clone(),
+                port,
+                server_cert: pki.server_cert_path(),
+                server_key: pki.server_key_path(),
+                ca: pki.ca_path(),
+            };
+            let agent_ids = crate::vms::vm_agent_ids(db).await?.into_iter().collect();
+            let nats = EmbeddedNats::start(&nats_dir, server, agent_ids).await?;
+            (nats.url(), Some(nats))
+        }
+    };
+    let agents = Agents::connect(pki, embedded.clone(), url, uuid).await;
+    match agents {
+        Ok(a) => Ok((Arc::new(a), embedded)),
+        Err(e) => {
+            if let Some(n) = &embedded {
+                n.shutdown().await;
+            }
+            Err(e.into())
+        }
     }
 }
 
@@ -204,21 +335,94 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
     };
     let rustls_config = pki::rustls_config(&tls)?;
 
-    let blobstore = LocalBlobstore::new(dir.join("blobstore"))?;
+    // Local files in DIR/blobstore unless the config names an S3 bucket.
+    let blobstore = blobstore_open(&opts.config.blobstore, &dir)?;
     let dav = DavCredentials::ensure(&dir)?;
+    let listener =
+        std::net::TcpListener::bind(&opts.listen).map_err(|source| StartError::Bind {
+            addr: opts.listen.clone(),
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| StartError::Bind {
+            addr: opts.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: opts.listen.clone(),
+        source,
+    })?;
+    let (agents, nats) = agents_start(&dir, &opts.config.nats, &db, &uuid).await?;
+    let url_host = if host.contains(':') {
+        format!("[{host}]")
+    } else if host.is_empty() || host == "0.0.0.0" {
+        "127.0.0.1".to_owned()
+    } else {
+        host.clone()
+    };
+    let url = format!("https://{url_host}:{}", addr.port());
+    let director_ca =
+        std::fs::read_to_string(&tls.ca_cert_path).map_err(|source| StartError::DataDir {
+            path: tls.ca_cert_path.clone(),
+            source,
+        })?;
+    let agent_env = AgentEnvDefaults {
+        blobstores: vec![serde_json::json!({
+            "provider": "dav",
+            "options": {
+                "endpoint": format!("{url}{}", crate::api::blobstore::DAV_PREFIX),
+                "user": dav.user,
+                "password": dav.password,
+                "tls": {"cert": {"ca": director_ca}},
+            },
+        })],
+    };
+    let cpi = match cpi_build(
+        &opts.cpi,
+        &dir,
+        &uuid,
+        agents.mbus_url(),
+        opts.agent_command
+            .clone()
+            .unwrap_or_else(agent_command_default),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(n) = &nats {
+                n.shutdown().await;
+            }
+            return Err(e);
+        }
+    };
     let services = Services {
         data_dir: dir.clone(),
-        blobstore: Arc::new(blobstore),
-        cpi: cpi_build(&opts.cpi, &dir, &uuid)?,
+        blobstore,
+        cpi,
         cpi_name: opts.cpi.clone(),
+        agents: Some(agents),
+        agent_env,
     };
     // Upload bodies left by a previous run belong to tasks that were ended above or will
     // be ended by recovery; they are never read again.
     let _ = std::fs::remove_dir_all(dir.join("tmp"));
 
     let mut registry = TaskRegistry::new();
-    registry.register(DELETE_DEPLOYMENT, Arc::new(DeleteDeploymentJob));
     let svc = || services.clone();
+    registry.register(DELETE_DEPLOYMENT, Arc::new(DeleteDeploymentJob::new(svc())));
+    registry.register(
+        crate::deploy::DEPLOY,
+        Arc::new(crate::deploy::DeployJob {
+            services: svc(),
+            director_name: opts.config.name.clone(),
+        }),
+    );
+    registry.register(
+        crate::instance_listing::VMS,
+        Arc::new(crate::instance_listing::VmStateJob::new(svc())),
+    );
     registry.register(
         UPDATE_STEMCELL,
         Arc::new(UpdateStemcellJob { services: svc() }),
@@ -267,21 +471,6 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
         dav,
     };
 
-    let listener =
-        std::net::TcpListener::bind(&opts.listen).map_err(|source| StartError::Bind {
-            addr: opts.listen.clone(),
-            source,
-        })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| StartError::Bind {
-            addr: opts.listen.clone(),
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: opts.listen.clone(),
-        source,
-    })?;
     let handle = axum_server::Handle::new();
     let app = api::router(state.clone());
     let server = tokio::spawn(
@@ -292,19 +481,13 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
         .handle(handle.clone())
         .serve(app.into_make_service()),
     );
-    let url_host = if host.contains(':') {
-        format!("[{host}]")
-    } else if host.is_empty() || host == "0.0.0.0" {
-        "127.0.0.1".to_owned()
-    } else {
-        host
-    };
     Ok(RunningDirector {
         addr,
-        url: format!("https://{url_host}:{}", addr.port()),
+        url,
         ca_cert_path: tls.ca_cert_path,
         credentials_path,
         state,
+        nats,
         handle,
         server,
     })

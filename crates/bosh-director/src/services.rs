@@ -1,9 +1,10 @@
-//! What artifact tasks share: the data dir, the blobstore and the CPI.
+//! What tasks share: the data dir, the blobstore, the CPI and the agents.
 
 use bosh_cpi::Cpi;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::agents::Agents;
 use crate::blobstore::Blobstore;
 use crate::tasks::runner::TaskError;
 
@@ -15,6 +16,26 @@ pub struct Services {
     pub cpi: Option<Arc<dyn Cpi>>,
     /// The `--cpi` value, for messages.
     pub cpi_name: String,
+    /// NATS and the agent client; `None` when this director drives no VMs (no NATS).
+    pub agents: Option<Arc<Agents>>,
+    /// What every new VM's `env.bosh` gets from the director besides its mbus certificate:
+    /// `blobstores` (the director's DAV endpoint with the agents' credentials).
+    pub agent_env: AgentEnvDefaults,
+}
+
+/// Director-wide parts of the agent env (cpi-protocol.md §4, agent-protocol.md §5.3).
+#[derive(Clone, Default)]
+pub struct AgentEnvDefaults {
+    /// `env.bosh.blobstores`; holds credentials, so it is never logged or stored.
+    pub blobstores: Vec<serde_json::Value>,
+}
+
+impl std::fmt::Debug for AgentEnvDefaults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentEnvDefaults")
+            .field("blobstores", &self.blobstores.len())
+            .finish()
+    }
 }
 
 impl Services {
@@ -23,6 +44,15 @@ impl Services {
             TaskError::failed(
                 100,
                 format!("CPI '{}' is not available in this director", self.cpi_name),
+            )
+        })
+    }
+
+    pub fn agents(&self) -> Result<&Arc<Agents>, TaskError> {
+        self.agents.as_ref().ok_or_else(|| {
+            TaskError::failed(
+                100,
+                "This director has no message bus (NATS) to reach agents",
             )
         })
     }

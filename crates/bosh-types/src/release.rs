@@ -68,6 +68,29 @@ fn scalar_text(v: &serde_json::Value) -> Option<String> {
     }
 }
 
+/// Whether `path` in `release.MF` is a string field (or an item of a string list).
+fn release_mf_string_field(path: &[bosh_yaml::PathSeg]) -> bool {
+    use bosh_yaml::PathSeg::{Index, Key};
+    let lists = ["jobs", "packages", "compiled_packages"];
+    match path {
+        [Key(k)] => matches!(k.as_str(), "name" | "version" | "commit_hash"),
+        [Key(l), Key(k)] => {
+            l == "license" && matches!(k.as_str(), "version" | "fingerprint" | "sha1")
+        }
+        [Key(l), Index(_), Key(k)] => {
+            lists.contains(&l.as_str())
+                && matches!(
+                    k.as_str(),
+                    "name" | "version" | "fingerprint" | "sha1" | "stemcell"
+                )
+        }
+        [Key(l), Index(_), Key(k), Index(_)] => {
+            lists.contains(&l.as_str()) && matches!(k.as_str(), "packages" | "dependencies")
+        }
+        _ => false,
+    }
+}
+
 /// A string field that also accepts numbers and booleans (`version: 1` → `"1"`) and null.
 fn string_like<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let v = serde_json::Value::deserialize(d)?;
@@ -244,7 +267,29 @@ impl ReleaseManifest {
 
     /// Parses `release.MF` text without checking its content (see [`Self::validate`]).
     pub fn parse(src: &str) -> Result<Self, SpecError> {
-        let v = parse_top_map(src, Self::WHAT)?;
+        let (v, marks) = bosh_yaml::parse_marked(src).map_err(|source| SpecError::Yaml {
+            what: Self::WHAT,
+            source,
+        })?;
+        let v = match v {
+            // An empty document decodes to an empty struct in Go.
+            Value::Null => Value::Map(Mapping::new()),
+            Value::Map(_) => v,
+            other => {
+                return Err(SpecError::NotAMap {
+                    what: Self::WHAT,
+                    kind: other.kind(),
+                });
+            }
+        };
+        Self::from_yaml_marked(&v, &marks)
+    }
+
+    /// Decodes a parsed `release.MF`, reading number-like scalars of string fields
+    /// (`commit_hash: 50e58513`, `version: 1.10`) as their source text, as yaml.v2 does.
+    pub fn from_yaml_marked(v: &Value, marks: &bosh_yaml::Marks) -> Result<Self, SpecError> {
+        let mut v = v.clone();
+        marks.strings_restore(&mut v, &release_mf_string_field);
         Self::from_yaml(&v)
     }
 
@@ -739,6 +784,28 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {p}: {e}"))
+    }
+
+    #[test]
+    fn number_like_string_fields_keep_their_source_text() {
+        // `sha1_release.tgz` (upstream fixtures) has `commit_hash: 50e58513`: a float to
+        // YAML 1.1, but yaml.v2 and Ruby keep the text for a string field.
+        let src = "name: r\nversion: 1.10\ncommit_hash: 50e58513\nuncommitted_changes: false\n\
+                   jobs:\n- name: j\n  version: 0x1F\n  fingerprint: 1e5\n  sha1: 123\n  \
+                   packages: [2.50, p]\nlicense:\n  version: 007\n  fingerprint: f\n  sha1: \"9\"\n";
+        let m = ReleaseManifest::parse(src).unwrap();
+        assert_eq!(m.commit_hash, "50e58513");
+        assert_eq!(m.version, "1.10");
+        assert!(!m.uncommitted_changes);
+        assert_eq!(m.jobs[0].version, "0x1F");
+        assert_eq!(m.jobs[0].fingerprint, "1e5");
+        assert_eq!(m.jobs[0].sha1, "123");
+        assert_eq!(m.jobs[0].packages, ["2.50", "p"]);
+        let license = m.license.unwrap();
+        assert_eq!(
+            (license.version.as_str(), license.sha1.as_str()),
+            ("007", "9")
+        );
     }
 
     #[test]

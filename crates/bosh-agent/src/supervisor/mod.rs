@@ -333,10 +333,12 @@ impl Supervisor {
             .collect();
         let names: Vec<String> = services.iter().map(|s| s.spec.name.clone()).collect();
         for s in services.iter_mut() {
-            if s.busy {
+            let pid = read_pid(&s.spec.pidfile).filter(|p| pid_alive(*p));
+            // As monit 5.2 (the stemcells'), a live pidfile counts even while a start
+            // program that execs its server has not returned.
+            if s.busy && !(s.monitored && pid.is_some()) {
                 continue;
             }
-            let pid = read_pid(&s.spec.pidfile).filter(|p| pid_alive(*p));
             if let Some(pid) = pid {
                 if s.state != ProcessState::Running || s.pid != Some(pid) {
                     s.running_since = Some(Instant::now());

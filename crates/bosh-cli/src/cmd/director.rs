@@ -20,6 +20,12 @@ mod configs;
 #[path = "director_artifacts.rs"]
 mod artifacts;
 
+#[path = "director_deploy.rs"]
+mod deploy;
+
+#[path = "director_events.rs"]
+mod events;
+
 #[derive(clap::Subcommand, Debug)]
 pub enum DirectorCommand {
     /// Show director details
@@ -118,6 +124,10 @@ pub enum DirectorCommand {
     Configs(configs::ConfigCommand),
     #[command(flatten)]
     Artifacts(artifacts::ArtifactCommand),
+    #[command(flatten)]
+    Deploy(deploy::DeployCommand),
+    #[command(flatten)]
+    Events(events::EventCommand),
 }
 
 pub fn run(cmd: DirectorCommand, global: &GlobalOpts, ui: &mut Ui) -> anyhow::Result<()> {
@@ -218,6 +228,8 @@ pub fn run(cmd: DirectorCommand, global: &GlobalOpts, ui: &mut Ui) -> anyhow::Re
         ),
         DirectorCommand::Configs(c) => configs::run(c, global, &mut out),
         DirectorCommand::Artifacts(c) => artifacts::run(c, global, &mut out),
+        DirectorCommand::Deploy(c) => deploy::run(c, global, &mut out),
+        DirectorCommand::Events(c) => events::run(c, global, &mut out),
     }
 }
 
@@ -515,7 +527,7 @@ fn ask(out: &mut Out, global: &GlobalOpts, label: &str, secret: bool) -> anyhow:
     let res = std::io::stdin().lock().read_line(&mut answer);
     if echo_off {
         stty(&["echo"]);
-        println!();
+        crate::ui::stdout_write("\n");
     }
     let n = res.with_context(|| format!("Asking for {}", label.to_lowercase()))?;
     if n == 0 {
@@ -558,18 +570,25 @@ pub fn task_track(
     task: &Task,
     fetch_result: bool,
 ) -> anyhow::Result<()> {
-    task_follow(out, client, task.id, "event")?;
+    task_follow(out, client, task.id, None)?;
     if fetch_result {
         client.task_result(task.id)?;
     }
     Ok(())
 }
 
-fn task_follow(out: &mut Out, client: &DirectorClient, id: i64, kind: &str) -> anyhow::Result<()> {
-    let mut reporter = TaskReporter::new(kind == "event");
+/// `plain: None` shows the event log as stage lines; `Some(kind)` prints that log's bytes as
+/// they are, as the reference CLI does for `task N --event|--cpi|--debug|--result`.
+fn task_follow(
+    out: &mut Out,
+    client: &DirectorClient,
+    id: i64,
+    plain: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut reporter = TaskReporter::new(plain.is_none());
     reporter.task_started(out, id);
     let mut on_chunk = |chunk: &[u8]| reporter.task_output(out, id, chunk);
-    let res = client.task_follow(id, kind, &mut on_chunk);
+    let res = client.task_follow(id, plain.unwrap_or("event"), &mut on_chunk);
     let state = match &res {
         Ok(t) => t.state.clone(),
         Err(_) => String::new(),
@@ -713,7 +732,7 @@ fn task(
                 .ok_or_else(|| anyhow!("No task found"))?
         }
     };
-    task_follow(out, &client, task.id, kind.unwrap_or("event"))
+    task_follow(out, &client, task.id, kind)
         .with_context(|| format!("Capturing task '{}' output", task.id))
 }
 

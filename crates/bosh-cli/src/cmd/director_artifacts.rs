@@ -518,39 +518,28 @@ fn releases(out: &mut Out, client: &DirectorClient) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A JSON value as the reference CLI's interface cells show it (YAML; empty when nothing).
+/// Links as the reference CLI shows them: it decodes each into `{name, type, optional}` and
+/// prints that as YAML in field order, `optional` only when true; an empty list is blank.
 fn links_cell(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::Array(items) if items.is_empty() => "[]".into(),
-        serde_json::Value::Array(items) => items
-            .iter()
-            .map(|item| match item {
-                serde_json::Value::Object(map) => {
-                    let mut keys: Vec<&String> = map.keys().collect();
-                    keys.sort();
-                    keys.iter()
-                        .enumerate()
-                        .map(|(i, k)| {
-                            let prefix = if i == 0 { "- " } else { "  " };
-                            format!("{prefix}{k}: {}", scalar(&map[k.as_str()]))
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                }
-                other => format!("- {}", scalar(other)),
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-        other => scalar(other),
-    }
-}
-
-fn scalar(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
+    let Some(items) = v.as_array().filter(|a| !a.is_empty()) else {
+        return String::new();
+    };
+    let links = items
+        .iter()
+        .map(|item| {
+            let text = |k: &str| item[k].as_str().unwrap_or_default().to_owned();
+            let mut m = bosh_yaml::Mapping::new();
+            m.insert("name".into(), text("name").into());
+            m.insert("type".into(), text("type").into());
+            if item["optional"].as_bool() == Some(true) {
+                m.insert("optional".into(), true.into());
+            }
+            bosh_yaml::Value::Map(m)
+        })
+        .collect::<Vec<_>>();
+    bosh_yaml::to_string(&bosh_yaml::Value::Seq(links))
+        .trim()
+        .to_owned()
 }
 
 fn job_row(j: &InspectJob) -> Vec<String> {

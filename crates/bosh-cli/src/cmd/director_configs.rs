@@ -290,7 +290,7 @@ pub fn run(cmd: ConfigCommand, global: &GlobalOpts, out: &mut Out) -> anyhow::Re
                         .ok_or_else(|| anyhow!("No config"))?
                 }
             };
-            out.raw(&config.content);
+            config_table(out, config);
             Ok(())
         }
         ConfigCommand::UpdateConfig {
@@ -329,27 +329,7 @@ pub fn run(cmd: ConfigCommand, global: &GlobalOpts, out: &mut Out) -> anyhow::Re
                 }
                 Err(e) => return Err(anyhow::Error::from(e).context("Updating config")),
             };
-            out.table(
-                &Table {
-                    content: "config".into(),
-                    header: ["ID", "Type", "Name", "Created At", "Content"]
-                        .map(String::from)
-                        .to_vec(),
-                    rows: vec![vec![
-                        config.id,
-                        config.kind,
-                        config.name,
-                        config.created_at,
-                        config.content,
-                    ]],
-                    notes: vec![],
-                },
-                &TableOptions {
-                    transpose: true,
-                    fill_first_column: true,
-                    ..TableOptions::default()
-                },
-            );
+            config_table(out, config);
             Ok(())
         }
         ConfigCommand::DeleteConfig { id, kind, name } => {
@@ -538,6 +518,31 @@ fn legacy_update(
         .request_bytes(Method::POST, post_path, yaml_body(&content), &[])
         .context(what.to_string())?;
     Ok(())
+}
+
+/// One config as `config` and `update-config` show it (the reference CLI's config table).
+fn config_table(out: &mut Out, config: Config) {
+    out.table(
+        &Table {
+            content: "config".into(),
+            header: ["ID", "Type", "Name", "Created At", "Content"]
+                .map(String::from)
+                .to_vec(),
+            rows: vec![vec![
+                config.id,
+                config.kind,
+                config.name,
+                config.created_at,
+                config.content,
+            ]],
+            notes: vec![],
+        },
+        &TableOptions {
+            transpose: true,
+            fill_first_column: true,
+            ..TableOptions::default()
+        },
+    );
 }
 
 #[cfg(test)]

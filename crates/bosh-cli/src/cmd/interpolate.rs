@@ -15,29 +15,36 @@ pub enum InterpolateCommand {
     Interpolate(InterpolateArgs),
 }
 
+/// The variable and ops-file flags that `interpolate` and `deploy` share.
+#[derive(clap::Args, Debug, Default)]
+pub struct TemplateFlags {
+    /// Set variable
+    #[arg(short = 'v', long = "var", value_name = "VAR=VALUE")]
+    pub vars: Vec<String>,
+    /// Set variable to file contents
+    #[arg(long = "var-file", value_name = "VAR=PATH")]
+    pub var_files: Vec<String>,
+    /// Load variables from a YAML file
+    #[arg(short = 'l', long = "vars-file", value_name = "PATH")]
+    pub vars_files: Vec<String>,
+    /// Load variables from environment variables (e.g.: 'MY' to load MY_var=value)
+    #[arg(long = "vars-env", value_name = "PREFIX")]
+    pub vars_envs: Vec<String>,
+    /// Load/save variables from/to a YAML file
+    #[arg(long = "vars-store", value_name = "PATH")]
+    pub vars_store: Option<String>,
+    /// Load manifest operations from a YAML file
+    #[arg(short = 'o', long = "ops-file", value_name = "PATH")]
+    pub ops_files: Vec<String>,
+}
+
 #[derive(clap::Args, Debug)]
 pub struct InterpolateArgs {
     /// Path to a template that will be interpolated ('-' reads standard input)
     #[arg(value_name = "PATH")]
     manifest: String,
-    /// Set variable
-    #[arg(short = 'v', long = "var", value_name = "VAR=VALUE")]
-    vars: Vec<String>,
-    /// Set variable to file contents
-    #[arg(long = "var-file", value_name = "VAR=PATH")]
-    var_files: Vec<String>,
-    /// Load variables from a YAML file
-    #[arg(short = 'l', long = "vars-file", value_name = "PATH")]
-    vars_files: Vec<String>,
-    /// Load variables from environment variables (e.g.: 'MY' to load MY_var=value)
-    #[arg(long = "vars-env", value_name = "PREFIX")]
-    vars_envs: Vec<String>,
-    /// Load/save variables from/to a YAML file
-    #[arg(long = "vars-store", value_name = "PATH")]
-    vars_store: Option<String>,
-    /// Load manifest operations from a YAML file
-    #[arg(short = 'o', long = "ops-file", value_name = "PATH")]
-    ops_files: Vec<String>,
+    #[command(flatten)]
+    template: TemplateFlags,
     /// Extract value out of template (e.g.: /private_key)
     #[arg(long = "path", value_name = "OP-PATH")]
     path: Option<String>,
@@ -63,7 +70,7 @@ fn flag_error(flag: &str, go_type: &str, err: bosh_interpolate::Error) -> anyhow
     )
 }
 
-fn read_manifest(arg: &str) -> Result<String, bosh_interpolate::Error> {
+pub fn read_manifest(arg: &str) -> Result<String, bosh_interpolate::Error> {
     if arg.is_empty() {
         return Err(bosh_interpolate::Error::msg(
             "Expected file path to be non-empty",
@@ -82,7 +89,7 @@ fn read_manifest(arg: &str) -> Result<String, bosh_interpolate::Error> {
 
 /// Variable sources in the reference's precedence: environment, vars files, var files,
 /// then `-v` values; the vars store is consulted last.
-fn var_sources(args: &InterpolateArgs) -> anyhow::Result<VarSources> {
+pub fn var_sources(args: &TemplateFlags) -> anyhow::Result<VarSources> {
     let mut statics = StaticVariables::default();
     for prefix in &args.vars_envs {
         let environ = std::env::vars_os().map(|(k, v)| {
@@ -119,16 +126,22 @@ fn var_sources(args: &InterpolateArgs) -> anyhow::Result<VarSources> {
     Ok(VarSources { statics, store })
 }
 
-fn interpolate(args: InterpolateArgs, ui: &mut Ui) -> anyhow::Result<()> {
-    let manifest = read_manifest(&args.manifest)?;
-    let sources = var_sources(&args)?;
+/// The ops files of `-o`, in order, as one operation.
+pub fn ops_read(flags: &TemplateFlags) -> anyhow::Result<Op> {
     let mut ops = Vec::new();
-    for path in &args.ops_files {
+    for path in &flags.ops_files {
         ops.push(
             bosh_interpolate::read_ops_file(path)
                 .map_err(|e| flag_error("-o, --ops-file", "[]opts.OpsFileArg", e))?,
         );
     }
+    Ok(Op::Many(ops))
+}
+
+fn interpolate(args: InterpolateArgs, ui: &mut Ui) -> anyhow::Result<()> {
+    let manifest = read_manifest(&args.manifest)?;
+    let sources = var_sources(&args.template)?;
+    let op = ops_read(&args.template)?;
     let mut opts = EvaluateOpts {
         expect_all_keys: args.var_errs,
         expect_all_vars_used: args.var_errs_unused,
@@ -141,7 +154,6 @@ fn interpolate(args: InterpolateArgs, ui: &mut Ui) -> anyhow::Result<()> {
         // Multi-line strings (keys, certificates) are printed raw rather than as YAML.
         opts.unescaped_multiline = true;
     }
-    let op = Op::Many(ops);
     let text = evaluate(&manifest, &sources, Some(&op), &opts)?;
     ui.skip_succeeded();
     ui.block(text);

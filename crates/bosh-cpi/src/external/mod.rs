@@ -3,7 +3,7 @@
 //! CPIs that declare it, persistent workers ([`worker`]) instead of a fork per call.
 
 mod invoke;
-mod redact;
+pub mod redact;
 pub mod worker;
 
 use crate::Cpi;
@@ -256,6 +256,10 @@ impl Cpi for ExternalCpi {
             args.options = None;
         }
         self.call(args).await
+    }
+
+    fn with_log_sink(&self, sink: Arc<dyn CpiLogSink>) -> Option<Arc<dyn Cpi>> {
+        Some(Arc::new(ExternalCpi::with_log_sink(self, sink)))
     }
 
     async fn delete_stemcell(&self, stemcell_cid: &StemcellCid) -> Result<(), CpiError> {

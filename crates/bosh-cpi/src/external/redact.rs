@@ -24,7 +24,7 @@ fn redact_all_but(keys: &[&str], value: &Value) -> Value {
 }
 
 /// The arguments with secrets replaced, for a log line.
-pub(crate) fn redact_arguments(method: &str, arguments: &[Value]) -> Vec<Value> {
+pub fn redact_arguments(method: &str, arguments: &[Value]) -> Vec<Value> {
     let mut args = arguments.to_vec();
     match method {
         "create_vm" => {

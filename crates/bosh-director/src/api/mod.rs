@@ -6,11 +6,13 @@ pub mod configs;
 pub mod deployments;
 pub mod events;
 pub mod info;
+pub mod instances;
 pub mod locks;
 pub mod releases;
 pub mod resources;
 pub mod stemcells;
 pub mod tasks;
+pub mod variables;
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -124,6 +126,8 @@ pub fn router(state: AppState) -> Router {
         .merge(tasks::routes())
         .merge(configs::routes())
         .merge(deployments::routes())
+        .merge(instances::routes())
+        .merge(variables::routes())
         .merge(locks::routes())
         .merge(stemcells::routes())
         .merge(releases::routes())

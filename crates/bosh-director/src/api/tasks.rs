@@ -84,8 +84,7 @@ async fn task_list(
     if verbose != "2" {
         filter.types = Some(USER_FACING_TYPES.iter().map(|t| (*t).to_owned()).collect());
     }
-    let tasks = store::task_list(&state.db, &filter).await?;
-    Ok(Json(tasks.iter().map(|t| t.view()).collect()))
+    Ok(Json(store::task_view_list(&state.db, &filter).await?))
 }
 
 async fn task_fetch(

@@ -140,9 +140,9 @@ pub async fn task_fetch(db: &Db, id: TaskId) -> Result<Option<Task>, DbError> {
     Ok(row.as_ref().map(task_from_row).transpose()?)
 }
 
-/// Newest first.
-pub async fn task_list(db: &Db, filter: &TaskFilter) -> Result<Vec<Task>, DbError> {
-    let mut sql = format!("SELECT {COLUMNS} FROM tasks WHERE 1 = 1");
+/// The SELECT of a task list, newest first, with its binds; `None` when nothing can match.
+fn task_list_query(filter: &TaskFilter, columns: &str) -> Option<(String, Vec<String>)> {
+    let mut sql = format!("SELECT {columns} FROM tasks WHERE 1 = 1");
     let mut binds: Vec<String> = Vec::new();
     let placeholder = |value: String, binds: &mut Vec<String>| {
         binds.push(value);
@@ -158,7 +158,7 @@ pub async fn task_list(db: &Db, filter: &TaskFilter) -> Result<Vec<Task>, DbErro
     }
     if let Some(types) = &filter.types {
         if types.is_empty() {
-            return Ok(Vec::new());
+            return None;
         }
         let ps: Vec<String> = types
             .iter()
@@ -178,6 +178,14 @@ pub async fn task_list(db: &Db, filter: &TaskFilter) -> Result<Vec<Task>, DbErro
     if let Some(limit) = filter.limit {
         sql.push_str(&format!(" LIMIT {}", limit.max(0)));
     }
+    Some((sql, binds))
+}
+
+/// Newest first.
+pub async fn task_list(db: &Db, filter: &TaskFilter) -> Result<Vec<Task>, DbError> {
+    let Some((sql, binds)) = task_list_query(filter, COLUMNS) else {
+        return Ok(Vec::new());
+    };
     let mut query = sqlx::query(&sql);
     for b in &binds {
         query = query.bind(b.as_str());
@@ -187,6 +195,35 @@ pub async fn task_list(db: &Db, filter: &TaskFilter) -> Result<Vec<Task>, DbErro
         .iter()
         .map(task_from_row)
         .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `GET /tasks`: only the columns the view shows. The payload (which can hold a whole
+/// manifest) and the rest cost most of a 10,000-task listing when fetched and decoded.
+pub async fn task_view_list(db: &Db, filter: &TaskFilter) -> Result<Vec<TaskView>, DbError> {
+    const VIEW_COLUMNS: &str = "id, state, description, username, deployment, context_id, \
+                                result, started_at, finished_at";
+    let Some((sql, binds)) = task_list_query(filter, VIEW_COLUMNS) else {
+        return Ok(Vec::new());
+    };
+    let mut query = sqlx::query(&sql);
+    for b in &binds {
+        query = query.bind(b.as_str());
+    }
+    let rows = query.fetch_all(db.pool()).await?;
+    let view = |row: &AnyRow| -> Result<TaskView, sqlx::Error> {
+        Ok(TaskView {
+            id: row.try_get("id")?,
+            state: row.try_get("state")?,
+            description: row.try_get("description")?,
+            timestamp: row.try_get("finished_at")?,
+            started_at: row.try_get("started_at")?,
+            result: row.try_get("result")?,
+            user: row.try_get("username")?,
+            deployment: row.try_get("deployment")?,
+            context_id: row.try_get("context_id")?,
+        })
+    };
+    Ok(rows.iter().map(view).collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Atomically moves the oldest queued task to `processing` for `owner`.

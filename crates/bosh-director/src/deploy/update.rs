@@ -1,0 +1,640 @@
+//! The updater: missing VMs first, then instance groups in order, canaries first and then
+//! batches of `max_in_flight` per AZ; per instance the agent sequence of agent-protocol.md
+//! §8.2. Instances whose change is None get no agent and no CPI call.
+
+use bosh_agent_client::DrainType;
+use bosh_cpi_protocol::methods::{CloudProperties, CreateDiskArgs};
+use bosh_planner::{
+    Change, DeploymentPlan, InstanceGroupPlan, InstancePlan, ObsoleteInstance, WatchTimeMs,
+};
+use bosh_types::ids::{DiskCid, InstanceId, StemcellCid};
+use futures::future::join_all;
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::apply_spec::existing_after_apply;
+use super::apply_spec::{ArchiveRef, CompiledPackages, apply_spec_build, cpi_networks};
+use super::inputs::{InstanceRow, VmRow};
+use super::persist;
+use super::render::{InstanceRendered, JobSource, service_groups};
+use crate::error::error_chain;
+use crate::services::Services;
+use crate::tasks::runner::{TaskContext, TaskError};
+use crate::vms::{self, Vm, VmSpec};
+
+/// Ruby's `AgentJobNotRunning` / RPC failure codes.
+pub const AGENT_FAILED: u32 = 450001;
+pub const NOT_RUNNING: u32 = 400007;
+const AGENT_WAIT: Duration = Duration::from_secs(600);
+/// How many VMs "Creating missing vms" creates at once.
+const CREATE_PARALLEL: usize = 5;
+
+fn agent_failed(what: &str, e: &(dyn std::error::Error + 'static)) -> TaskError {
+    TaskError::failed(AGENT_FAILED, format!("{what}: {}", error_chain(e)))
+}
+
+fn as_map(v: &bosh_yaml::Value) -> Map<String, Value> {
+    match serde_json::to_value(v) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Everything the updater reads.
+pub struct Updater<'a> {
+    pub ctx: &'a TaskContext,
+    pub services: &'a Services,
+    pub plan: &'a DeploymentPlan,
+    pub director_name: &'a str,
+    pub ids: &'a HashMap<InstanceId, i64>,
+    pub rows: &'a HashMap<InstanceId, InstanceRow>,
+    pub sources: &'a HashMap<(String, String), JobSource>,
+    pub compiled: &'a CompiledPackages,
+    pub rendered: &'a HashMap<InstanceId, InstanceRendered>,
+    pub archives: &'a HashMap<InstanceId, ArchiveRef>,
+    pub skip_drain: bool,
+    pub variable_set: Option<i64>,
+    /// The VM each instance runs on now.
+    pub vms: Mutex<HashMap<InstanceId, Vm>>,
+    /// VMs made by this deploy that have not been started yet (nothing to drain or stop).
+    pub fresh: Mutex<HashSet<InstanceId>>,
+}
+
+fn vm_of(row: &VmRow) -> Vm {
+    Vm {
+        id: row.id,
+        cid: row.cid.clone(),
+        agent_id: row.agent_id,
+    }
+}
+
+fn task_name(g: &InstanceGroupPlan, i: &InstancePlan, canary: bool) -> String {
+    let mut name = format!("{}/{} ({})", g.name, i.id, i.index);
+    if canary {
+        name.push_str(" (canary)");
+    }
+    name
+}
+
+impl Updater<'_> {
+    pub fn vms_from_rows(&self) {
+        if let Ok(mut vms) = self.vms.lock() {
+            for (id, row) in self.rows {
+                if let Some(vm) = &row.vm {
+                    vms.insert(*id, vm_of(vm));
+                }
+            }
+        }
+    }
+
+    fn vm(&self, id: InstanceId) -> Option<Vm> {
+        self.vms.lock().ok().and_then(|v| v.get(&id).cloned())
+    }
+
+    async fn vm_create(&self, g: &InstanceGroupPlan, i: &InstancePlan) -> Result<Vm, TaskError> {
+        let row = self.ids.get(&i.id).copied();
+        let director = self.director_name;
+        let deployment = &self.plan.name;
+        let spec = VmSpec {
+            deployment: deployment.clone(),
+            instance_id: row,
+            stemcell_name: g.stemcell.name.clone(),
+            stemcell_version: g.stemcell.version.clone(),
+            stemcell_cid: StemcellCid::clone(&g.stemcell.cid),
+            cloud_properties: as_map(&i.cloud_properties) as CloudProperties,
+            networks: cpi_networks(i),
+            env: as_map(&g.env),
+            group: format!("{director}-{deployment}-{}", g.name),
+            groups: vec![
+                director.to_owned(),
+                deployment.clone(),
+                g.name.clone(),
+                format!("{director}-{deployment}"),
+                format!("{deployment}-{}", g.name),
+                format!("{director}-{deployment}-{}", g.name),
+            ],
+            metadata: BTreeMap::from([
+                ("instance_group".to_owned(), g.name.clone()),
+                ("job".to_owned(), g.name.clone()),
+                ("index".to_owned(), i.index.to_string()),
+                ("id".to_owned(), i.id.to_string()),
+                ("name".to_owned(), format!("{}/{}", g.name, i.id)),
+            ]),
+            compilation: false,
+            task_id: Some(self.ctx.id.0),
+            agent_wait: AGENT_WAIT,
+        };
+        let vm = vms::vm_create(self.ctx.db(), self.services, spec)
+            .await
+            .map_err(|e| {
+                TaskError::failed(
+                    AGENT_FAILED,
+                    format!("Creating VM for '{}/{}': {}", g.name, i.id, error_chain(&e)),
+                )
+            })?;
+        for n in i.networks.values() {
+            if let Some(ip) = n.ip
+                && let Some((name, _)) = i.networks.iter().find(|(_, x)| x.ip == Some(ip))
+            {
+                vms::ip_assign_vm(self.ctx.db(), name, ip, vm.id).await?;
+            }
+        }
+        if let Ok(mut v) = self.vms.lock() {
+            v.insert(i.id, vm.clone());
+        }
+        if let Ok(mut f) = self.fresh.lock() {
+            f.insert(i.id);
+        }
+        Ok(vm)
+    }
+
+    /// "Creating missing vms": every instance to update that has no VM gets one.
+    pub async fn missing_vms_create(&self) -> Result<(), TaskError> {
+        let mut todo = Vec::new();
+        for g in service_groups(self.plan) {
+            for i in &g.instances {
+                if i.change != Change::None && self.vm(i.id).is_none() {
+                    todo.push((g, i));
+                }
+            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let stage = self
+            .ctx
+            .events()
+            .stage("Creating missing vms", &[], Some(todo.len() as u32));
+        let mut first_err = None;
+        for chunk in todo.chunks(CREATE_PARALLEL) {
+            self.ctx.checkpoint().await?;
+            let results = join_all(chunk.iter().map(|(g, i)| {
+                let stage = &stage;
+                async move {
+                    let t = stage.task(&task_name(g, i, false));
+                    match self.vm_create(g, i).await {
+                        Ok(_) => {
+                            t.finished();
+                            Ok(())
+                        }
+                        Err(e) => {
+                            t.failed(&e.to_string());
+                            Err(e)
+                        }
+                    }
+                }
+            }))
+            .await;
+            for r in results {
+                if let Err(e) = r {
+                    first_err.get_or_insert(e);
+                }
+            }
+            if first_err.is_some() {
+                break;
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Instance groups in order; a failed canary or batch stops the deploy.
+    pub async fn groups_update(&self) -> Result<(), TaskError> {
+        for g in service_groups(self.plan) {
+            let changing: Vec<&InstancePlan> = g
+                .instances
+                .iter()
+                .filter(|i| i.change != Change::None)
+                .collect();
+            if changing.is_empty() {
+                continue;
+            }
+            let stage = self.ctx.events().stage(
+                "Updating instance",
+                &[g.name.as_str()],
+                Some(changing.len() as u32),
+            );
+            // Per AZ in the plan's order; instances of an AZ the plan does not list go last.
+            let mut by_az: Vec<(Vec<&InstancePlan>, u32, u32)> = Vec::new();
+            let mut seen = HashSet::new();
+            for az in &g.update.azs {
+                let list: Vec<&InstancePlan> =
+                    changing.iter().copied().filter(|i| i.az == az.az).collect();
+                seen.insert(az.az.clone());
+                by_az.push((list, az.canaries, az.max_in_flight.max(1)));
+            }
+            let rest: Vec<&InstancePlan> = changing
+                .iter()
+                .copied()
+                .filter(|i| !seen.contains(&i.az))
+                .collect();
+            if !rest.is_empty() {
+                by_az.push((rest, 0, 1));
+            }
+            let mut first_az = true;
+            for (list, canaries, max_in_flight) in by_az {
+                let mut rest = list.as_slice();
+                if first_az && canaries > 0 {
+                    let n = (canaries as usize).min(rest.len());
+                    let (canary, after) = rest.split_at(n);
+                    self.batch_update(g, canary, true, &stage).await?;
+                    rest = after;
+                }
+                first_az = false;
+                for batch in rest.chunks(max_in_flight as usize) {
+                    self.batch_update(g, batch, false, &stage).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn batch_update(
+        &self,
+        g: &InstanceGroupPlan,
+        batch: &[&InstancePlan],
+        canary: bool,
+        stage: &crate::tasks::events::Stage,
+    ) -> Result<(), TaskError> {
+        self.ctx.checkpoint().await?;
+        let results = join_all(batch.iter().map(|i| async move {
+            let t = stage.task(&task_name(g, i, canary));
+            match self.instance_update(g, i, canary).await {
+                Ok(()) => {
+                    t.finished();
+                    Ok(())
+                }
+                Err(e) => {
+                    t.failed(&e.to_string());
+                    Err(e)
+                }
+            }
+        }))
+        .await;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(|_| ())
+    }
+
+    async fn instance_update(
+        &self,
+        g: &InstanceGroupPlan,
+        i: &InstancePlan,
+        canary: bool,
+    ) -> Result<(), TaskError> {
+        let db = self.ctx.db();
+        let client = self.services.agents()?.client();
+        let row = *self.ids.get(&i.id).ok_or_else(|| {
+            TaskError::failed(AGENT_FAILED, format!("instance {} has no row", i.id))
+        })?;
+        persist::instance_dirty_mark(db, row).await?;
+        let (rendered, archive) = match (self.rendered.get(&i.id), self.archives.get(&i.id)) {
+            (Some(r), Some(a)) => (r, a),
+            _ => {
+                return Err(TaskError::failed(
+                    AGENT_FAILED,
+                    format!("instance {}/{} was not rendered", g.name, i.id),
+                ));
+            }
+        };
+        let spec = apply_spec_build(
+            &self.plan.name,
+            g,
+            i,
+            self.sources,
+            self.compiled,
+            rendered,
+            archive,
+        );
+        let mut vm = match self.vm(i.id) {
+            Some(vm) => vm,
+            None => self.vm_create(g, i).await?,
+        };
+        let fresh = self
+            .fresh
+            .lock()
+            .map(|f| f.contains(&i.id))
+            .unwrap_or(false);
+        let name = format!("{}/{}", g.name, i.id);
+        if !fresh {
+            let agent = vm.agent_id.to_string();
+            self.instance_stop(&agent, &name, &spec, i.change == Change::Recreate)
+                .await?;
+            if i.change == Change::Recreate {
+                self.disk_detach(&vm, &agent).await;
+                vms::vm_delete(db, self.services, &vm).await.map_err(|e| {
+                    TaskError::failed(
+                        AGENT_FAILED,
+                        format!("Deleting VM '{}' of '{name}': {}", vm.cid, error_chain(&e)),
+                    )
+                })?;
+                if let Ok(mut v) = self.vms.lock() {
+                    v.remove(&i.id);
+                }
+                vm = self.vm_create(g, i).await?;
+            }
+        }
+        let agent = vm.agent_id.to_string();
+        let new_vm = fresh || i.change == Change::Recreate;
+        if g.persistent_disk.is_some() && new_vm {
+            self.disk_ensure(g, i, row, &vm, &agent).await?;
+        }
+        if i.change != Change::Restart || new_vm {
+            client
+                .apply(&agent, &spec)
+                .await
+                .map_err(|e| agent_failed(&format!("Applying to '{name}'"), &e))?;
+        }
+        let none = BTreeMap::new();
+        client
+            .run_script(&agent, "pre-start", &none)
+            .await
+            .map_err(|e| agent_failed(&format!("pre-start of '{name}'"), &e))?;
+        client
+            .start(&agent)
+            .await
+            .map_err(|e| agent_failed(&format!("Starting '{name}'"), &e))?;
+        let watch = if canary {
+            g.update.canary_watch_time
+        } else {
+            g.update.update_watch_time
+        };
+        self.running_wait(&agent, &name, watch).await?;
+        client
+            .run_script(&agent, "post-start", &none)
+            .await
+            .map_err(|e| agent_failed(&format!("post-start of '{name}'"), &e))?;
+        if let Ok(mut f) = self.fresh.lock() {
+            f.remove(&i.id);
+        }
+        let state = existing_after_apply(g, i, Some(&vm.cid), Some(&rendered.configuration_hash));
+        persist::instance_applied_save(db, row, &spec, &state, self.variable_set).await?;
+        Ok(())
+    }
+
+    /// pre-stop → drain → stop → post-stop on a running instance.
+    async fn instance_stop(
+        &self,
+        agent: &str,
+        name: &str,
+        next_spec: &Value,
+        vm_goes: bool,
+    ) -> Result<(), TaskError> {
+        let client = self.services.agents()?.client();
+        client
+            .get_state(agent, false)
+            .await
+            .map_err(|e| agent_failed(&format!("Getting the state of '{name}'"), &e))?;
+        let keep = |b: bool| if b { "delete" } else { "keep" }.to_owned();
+        let env = BTreeMap::from([
+            ("BOSH_VM_NEXT_STATE".to_owned(), keep(vm_goes)),
+            ("BOSH_INSTANCE_NEXT_STATE".to_owned(), "keep".to_owned()),
+            ("BOSH_DEPLOYMENT_NEXT_STATE".to_owned(), "keep".to_owned()),
+        ]);
+        client
+            .run_script(agent, "pre-stop", &env)
+            .await
+            .map_err(|e| agent_failed(&format!("pre-stop of '{name}'"), &e))?;
+        if !self.skip_drain {
+            client
+                .drain(agent, DrainType::Update, Some(next_spec))
+                .await
+                .map_err(|e| agent_failed(&format!("Draining '{name}'"), &e))?;
+        }
+        client
+            .stop(agent)
+            .await
+            .map_err(|e| agent_failed(&format!("Stopping '{name}'"), &e))?;
+        client
+            .run_script(agent, "post-stop", &BTreeMap::new())
+            .await
+            .map_err(|e| agent_failed(&format!("post-stop of '{name}'"), &e))?;
+        Ok(())
+    }
+
+    /// Polls `get_state` on the director's schedule until every process runs.
+    async fn running_wait(
+        &self,
+        agent: &str,
+        name: &str,
+        watch: WatchTimeMs,
+    ) -> Result<(), TaskError> {
+        let client = self.services.agents()?.client();
+        let (min, max) = (watch.min, watch.max.max(watch.min));
+        let step = ((max - min) / 9).clamp(1000, 15000);
+        let start = tokio::time::Instant::now();
+        let deadline = start + Duration::from_millis(max);
+        tokio::time::sleep(Duration::from_millis(min)).await;
+        loop {
+            let state = client
+                .get_state(agent, false)
+                .await
+                .map_err(|e| agent_failed(&format!("Getting the state of '{name}'"), &e))?;
+            let running = serde_json::to_value(state.job_state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            if running == "running" {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let failing: Vec<String> = state
+                    .processes
+                    .iter()
+                    .filter_map(|p| {
+                        let s = serde_json::to_value(p.state).ok()?;
+                        (s.as_str() != Some("running")).then(|| p.name.clone())
+                    })
+                    .collect();
+                return Err(TaskError::failed(
+                    NOT_RUNNING,
+                    format!(
+                        "'{name}' is not running after update. Review logs for failed jobs: {}",
+                        failing.join(", ")
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(step)).await;
+        }
+    }
+
+    /// Creates the instance's persistent disk when it has none, attaches and mounts it.
+    async fn disk_ensure(
+        &self,
+        g: &InstanceGroupPlan,
+        i: &InstancePlan,
+        row: i64,
+        vm: &Vm,
+        agent: &str,
+    ) -> Result<(), TaskError> {
+        let Some(d) = &g.persistent_disk else {
+            return Ok(());
+        };
+        let cpi = self.services.cpi()?;
+        let client = self.services.agents()?.client();
+        let cpi_err = |what: &str, e: &(dyn std::error::Error + 'static)| {
+            TaskError::failed(AGENT_FAILED, format!("{what}: {}", error_chain(e)))
+        };
+        let existing = self
+            .rows
+            .get(&i.id)
+            .and_then(|r| r.disk.as_ref())
+            .map(|x| x.cid.clone());
+        let cid = match existing {
+            Some(cid) => cid,
+            None => {
+                let props = as_map(&d.cloud_properties);
+                let cid: DiskCid = cpi
+                    .create_disk(CreateDiskArgs {
+                        size_mib: d.size,
+                        cloud_properties: props.clone(),
+                        vm_cid: Some(vm.cid.clone()),
+                    })
+                    .await
+                    .map_err(|e| cpi_err("create_disk", &e))?;
+                let id = persist::disk_insert(
+                    self.ctx.db(),
+                    row,
+                    cid.as_str(),
+                    d.size,
+                    &Value::Object(props),
+                )
+                .await?;
+                persist::disk_activate(self.ctx.db(), id).await?;
+                cid
+            }
+        };
+        let hint = cpi
+            .attach_disk(&vm.cid, &cid)
+            .await
+            .map_err(|e| cpi_err("attach_disk", &e))?;
+        let hint = serde_json::to_value(&hint).unwrap_or(Value::Null);
+        match client
+            .call(
+                agent,
+                "add_persistent_disk",
+                vec![json!(cid.as_str()), hint],
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_unknown_message() => {}
+            Err(e) => return Err(agent_failed("add_persistent_disk", &e)),
+        }
+        client
+            .call(agent, "mount_disk", vec![json!(cid.as_str())])
+            .await
+            .map_err(|e| agent_failed("mount_disk", &e))?;
+        Ok(())
+    }
+
+    /// Unmounts and detaches the instance's disk before its VM goes; best effort, the CPI's
+    /// delete_vm detaches what is left.
+    async fn disk_detach(&self, vm: &Vm, agent: &str) {
+        let Some(disk) = self
+            .rows
+            .values()
+            .find(|r| r.vm.as_ref().map(|v| v.id) == Some(vm.id))
+            .and_then(|r| r.disk.clone())
+        else {
+            return;
+        };
+        let Ok(agents) = self.services.agents() else {
+            return;
+        };
+        let _ = agents
+            .client()
+            .call(agent, "unmount_disk", vec![json!(disk.cid.as_str())])
+            .await;
+        if let Ok(cpi) = self.services.cpi() {
+            let _ = cpi.detach_disk(&vm.cid, &disk.cid).await;
+        }
+    }
+
+    /// Stops and deletes instances the plan no longer wants; their disks become orphans and
+    /// their IPs are released.
+    pub async fn obsolete_delete(&self, obsolete: &[ObsoleteInstance]) -> Result<(), TaskError> {
+        if obsolete.is_empty() {
+            return Ok(());
+        }
+        let stage = self.ctx.events().stage(
+            "Deleting unneeded instances",
+            &[],
+            Some(obsolete.len() as u32),
+        );
+        let db = self.ctx.db();
+        for o in obsolete {
+            self.ctx.checkpoint().await?;
+            let name = format!("{}/{}", o.group, o.id);
+            let t = stage.task(&format!("{name} ({})", o.index));
+            let result = async {
+                let row = self.rows.get(&o.id);
+                if let Some(vm) = row.and_then(|r| r.vm.as_ref()).map(vm_of) {
+                    let agent = vm.agent_id.to_string();
+                    let client = self.services.agents()?.client();
+                    // An unresponsive agent must not keep its VM alive.
+                    if client.ping(&agent).await.is_ok() {
+                        if !self.skip_drain {
+                            let _ = client
+                                .drain(&agent, DrainType::Shutdown, None::<&Value>)
+                                .await;
+                        }
+                        let _ = client.stop(&agent).await;
+                    }
+                    self.disk_detach(&vm, &agent).await;
+                    vms::vm_delete(db, self.services, &vm).await.map_err(|e| {
+                        TaskError::failed(
+                            AGENT_FAILED,
+                            format!("Deleting VM '{}' of '{name}': {}", vm.cid, error_chain(&e)),
+                        )
+                    })?;
+                }
+                if let Ok(mut v) = self.vms.lock() {
+                    v.remove(&o.id);
+                }
+                if let Some(row) = row {
+                    persist::disks_orphan(db, row.id, &self.plan.name, &name, o.az.as_deref())
+                        .await?;
+                    persist::instance_row_delete(db, row.id).await?;
+                }
+                Ok::<(), TaskError>(())
+            }
+            .await;
+            match result {
+                Ok(()) => t.finished(),
+                Err(e) => {
+                    t.failed(&e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `post-deploy` on every instance with a VM.
+    pub async fn post_deploy(&self) -> Result<(), TaskError> {
+        let client = self.services.agents()?.client();
+        let vms: Vec<(InstanceId, Vm)> = self
+            .vms
+            .lock()
+            .map(|v| v.iter().map(|(k, v)| (*k, v.clone())).collect())
+            .unwrap_or_default();
+        let none = BTreeMap::new();
+        let results = join_all(vms.iter().map(|(id, vm)| {
+            let none = &none;
+            async move {
+                client
+                    .run_script(&vm.agent_id.to_string(), "post-deploy", none)
+                    .await
+                    .map_err(|e| agent_failed(&format!("post-deploy of instance {id}"), &e))
+            }
+        }))
+        .await;
+        results
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .map(|_| ())
+    }
+}
