@@ -13,10 +13,23 @@ manifests=$here/examples/manifests
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/bosh-rs-demo.XXXXXX")
 director_pid=""
+# The Docker CPI when an engine answers (VMs are containers), else the sim CPI.
+cpi=sim
+if command -v docker >/dev/null && docker info >/dev/null 2>&1; then cpi=docker; fi
+# Docker objects the demo makes carry this prefix, so cleanup finds them even after a failure.
+prefix=bosh-rs-demo-$$-
+made_network=""
 cleanup() {
   if [ -n "$director_pid" ]; then
     kill "$director_pid" 2>/dev/null || true
     wait "$director_pid" 2>/dev/null || true
+  fi
+  if [ "$cpi" = docker ]; then
+    docker ps -aq --filter "name=$prefix" | xargs -r docker rm -f -v >/dev/null 2>&1 || true
+    docker volume ls -q --filter "name=$prefix" | xargs -r docker volume rm -f >/dev/null 2>&1 || true
+    docker images --format '{{.Repository}}:{{.Tag}}' | grep -F "$prefix" |
+      xargs -r docker rmi -f >/dev/null 2>&1 || true
+    if [ -n "$made_network" ]; then docker network rm bosh-rs >/dev/null 2>&1 || true; fi
   fi
   # sim VMs are agent processes whose command lines name their dir under $work
   pkill -f "$work" 2>/dev/null || true
@@ -44,10 +57,18 @@ sed -i "s#blobstore_path: .*#blobstore_path: $work/blobstore#" "$work/greeter-re
 (cd "$work/greeter-release" && git init -q . && git add -A &&
   git -c user.name=demo -c user.email=demo@localhost commit -qm "greeter release")
 
-step "Start a director: SQLite, local blobstore, its own NATS, the sim CPI (VMs are agent processes)"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$bin_dir/bosh-director" --data-dir "$work/director" --listen "127.0.0.1:$port" --cpi sim \
-  >"$work/director.log" 2>&1 &
+config=()
+if [ "$cpi" = docker ]; then
+  step "Start a director: SQLite, local blobstore, its own NATS, the Docker CPI (VMs are containers)"
+  docker network inspect bosh-rs >/dev/null 2>&1 || made_network=yes
+  printf 'docker:\n  name_prefix: %s\n' "$prefix" >"$work/director.yml"
+  config=(--config "$work/director.yml")
+else
+  step "Start a director: SQLite, local blobstore, its own NATS, the sim CPI (VMs are agent processes)"
+fi
+"$bin_dir/bosh-director" --data-dir "$work/director" --listen "127.0.0.1:$port" --cpi "$cpi" \
+  ${config[@]+"${config[@]}"} >"$work/director.log" 2>&1 &
 director_pid=$!
 for _ in $(seq 1 300); do
   if [ -s "$work/director/credentials.yml" ] &&
@@ -65,15 +86,24 @@ export BOSH_CLIENT_SECRET
 export BOSH_DEPLOYMENT=greeter
 run env
 
-step "Build a sim stemcell and upload it"
-run create-stemcell sim --output "$work/stemcell.tgz"
+if [ "$cpi" = docker ]; then
+  step "Build a docker stemcell (Debian + bosh-agent; the base is cached after the first run) and upload it"
+  run create-stemcell docker --output "$work/stemcell.tgz" | tail -3
+else
+  step "Build a sim stemcell and upload it"
+  run create-stemcell sim --output "$work/stemcell.tgz"
+fi
 run upload-stemcell "$work/stemcell.tgz"
 
 step "Create the example release from its directory and upload it (C packages, ERB jobs)"
 run upload-release "$work/greeter-release"
 
-step "Describe the cloud once: two AZs on one loopback manual network"
-run -n update-cloud-config "$manifests/cloud-config-sim.yml"
+if [ "$cpi" = docker ]; then
+  step "Describe the cloud once: two AZs on the director's Docker network (10.245.0.0/24)"
+else
+  step "Describe the cloud once: two AZs on one loopback manual network"
+fi
+run -n update-cloud-config "$manifests/cloud-config-$cpi.yml"
 
 step "Deploy: compile packages on compilation VMs, render templates, canary first"
 t0=$(date +%s)

@@ -394,6 +394,9 @@ impl AgentClient {
     /// for at most `wait`. An exception starting `restarting agent` is waited out too.
     pub async fn ping_until_ready(&self, agent_id: &str, wait: Duration) -> Result<(), AgentError> {
         let deadline = Instant::now() + wait;
+        // A booting agent subscribes moments after its VM starts: pings sent before that are
+        // lost, so the first ones wait briefly and the wait doubles up to the ping timeout.
+        let mut step = Duration::from_millis(50);
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -403,7 +406,8 @@ impl AgentClient {
                     after: wait,
                 });
             }
-            let per_ping = self.config().ping_timeout.min(deadline - now);
+            let per_ping = step.min(self.config().ping_timeout).min(deadline - now);
+            step = step.saturating_mul(2);
             match self.request(agent_id, "ping", vec![], per_ping).await {
                 Ok(AgentReply::Done(value)) => return expect_pong(agent_id, value),
                 Ok(AgentReply::Task(_)) => {

@@ -360,3 +360,94 @@ fn director_commands_end_to_end() {
     assert!(err.contains("'401'"), "{err}");
     drop(d);
 }
+#[test]
+fn events_lists_and_filters_what_the_director_recorded() {
+    let d = director_start();
+    let home = tempfile::tempdir().unwrap();
+    let cli = Cli { home: home.path() };
+    let password = admin_password(&d.dir);
+    let ca = d.dir.join("ca.crt");
+    let env = [
+        ("BOSH_ENVIRONMENT", d.url.as_str()),
+        ("BOSH_CA_CERT", ca.to_str().unwrap()),
+        ("BOSH_CLIENT", "admin"),
+        ("BOSH_CLIENT_SECRET", password.as_str()),
+    ];
+    ok(&cli.run_env(
+        &["upload-stemcell", &fixture("upstream/valid_stemcell.tgz")],
+        &env,
+    ));
+    let events = api_json(&d, "/events?object_type=stemcell");
+    let end = &events[0];
+    let (id, parent) = (
+        end["id"].as_str().unwrap(),
+        end["parent_id"].as_str().unwrap(),
+    );
+
+    let out = ok(&cli.run_env(&["events"], &env));
+    let header = out.lines().find(|l| l.starts_with("ID ")).unwrap();
+    assert!(
+        header.starts_with("ID ")
+            && header.split("  ").filter(|c| !c.trim().is_empty()).count() == 11,
+        "{out}"
+    );
+    for col in [
+        "Time",
+        "User",
+        "Action",
+        "Object Type",
+        "Object Name",
+        "Task ID",
+    ] {
+        assert!(header.contains(col), "{out}");
+    }
+    for col in ["Deployment", "Instance", "Context", "Error"] {
+        assert!(header.contains(col), "{out}");
+    }
+    let row = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{id} <- {parent} ")))
+        .unwrap_or_else(|| panic!("no linked row for {id}: {out}"));
+    assert!(
+        row.contains(" UTC ") && row.contains("admin  create  stemcell  "),
+        "{row}"
+    );
+    // The begin event is named too.
+    let begin = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{parent} ")))
+        .unwrap();
+    assert!(
+        begin.contains(end["object_name"].as_str().unwrap()),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "\n\n{} events\n",
+            events.as_array().unwrap().len()
+        )),
+        "{out}"
+    );
+
+    // Filters go to the director: nothing was deleted, no event has that name.
+    let out = ok(&cli.run_env(&["events", "--action", "delete"], &env));
+    assert!(out.contains("\n0 events\n"), "{out}");
+    let out = ok(&cli.run_env(
+        &[
+            "events",
+            "--object-type",
+            "stemcell",
+            "--event-user",
+            "admin",
+            "--json",
+        ],
+        &env,
+    ));
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = doc["Tables"][0]["Rows"].as_array().unwrap();
+    assert_eq!(rows.len(), events.as_array().unwrap().len(), "{out}");
+    assert_eq!(rows[0]["id"], format!("{id} <- {parent}"));
+    assert_eq!(rows[0]["object_type"], "stemcell");
+    assert!(rows.iter().all(|r| r["action"] == "create"), "{out}");
+    assert_eq!(doc["Tables"][0]["Header"]["object_name"], "Object Name");
+}

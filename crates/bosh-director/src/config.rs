@@ -24,6 +24,21 @@
 //! ```
 //!
 //! `provider: local` takes one optional option, `blobstore_path` (default `DATA_DIR/blobstore`).
+//!
+//! The `docker` block is read with `--cpi docker` only:
+//!
+//! ```yaml
+//! docker:
+//!   host: unix:///var/run/docker.sock  # the engine; default $DOCKER_HOST, else this socket
+//!   network: bosh-rs                   # the bridge network VMs join; created when missing
+//!   subnet: 10.245.0.0/24              # its subnet when created (gateway: the first address)
+//!   name_prefix: ""                    # prepended to container, volume and image names
+//! ```
+//!
+//! Agents in containers reach the director on that network's gateway address: the embedded
+//! nats-server listens there (unless `nats.host` says otherwise) and, when `--listen` is a
+//! loopback address, the director also serves HTTPS (the DAV blobstore) there. The cloud
+//! config's manual network must use the same subnet, with `cloud_properties: {name: NETWORK}`.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -77,6 +92,36 @@ struct RawConfig {
     blobstore: Option<RawBlobstore>,
     #[serde(default)]
     nats: NatsConfig,
+    #[serde(default)]
+    docker: DockerConfig,
+}
+
+/// `docker:`: the Docker engine and network of `--cpi docker` (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    /// `unix://PATH`, `tcp://HOST:PORT` or `http://HOST:PORT`; `None`: `$DOCKER_HOST`, else
+    /// `unix:///var/run/docker.sock`.
+    pub host: Option<String>,
+    /// The Docker network VMs join; an existing one is used as it is (its gateway found by
+    /// inspection), a missing one is created with `subnet`.
+    pub network: String,
+    /// IPv4 CIDR of the network when the director creates it.
+    pub subnet: String,
+    /// Prepended to every container, volume and image name (lowercase letters, digits, `-`,
+    /// `_`), so that several directors or tests can share one engine.
+    pub name_prefix: String,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            host: None,
+            network: "bosh-rs".to_owned(),
+            subnet: "10.245.0.0/24".to_owned(),
+            name_prefix: String::new(),
+        }
+    }
 }
 
 /// `nats:`: the embedded nats-server's address, or an external NATS.
@@ -367,6 +412,7 @@ pub struct DirectorConfig {
     pub lock_wait_seconds: u64,
     pub blobstore: BlobstoreConfig,
     pub nats: NatsConfig,
+    pub docker: DockerConfig,
 }
 
 impl Default for DirectorConfig {
@@ -379,6 +425,7 @@ impl Default for DirectorConfig {
             lock_wait_seconds: 300,
             blobstore: BlobstoreConfig::default(),
             nats: NatsConfig::default(),
+            docker: DockerConfig::default(),
         }
     }
 }
@@ -438,6 +485,7 @@ impl DirectorConfig {
             lock_wait_seconds: raw.lock_wait_seconds.unwrap_or(defaults.lock_wait_seconds),
             blobstore,
             nats: raw.nats,
+            docker: raw.docker,
         })
     }
 }
@@ -579,5 +627,22 @@ mod tests {
     fn unknown_keys_and_zero_workers_are_errors() {
         assert!(DirectorConfig::parse("wrkers: 2\n", Path::new("c.yml")).is_err());
         assert!(DirectorConfig::parse("workers: 0\n", Path::new("c.yml")).is_err());
+    }
+
+    #[test]
+    fn docker_block_defaults_and_overrides() {
+        let c = DirectorConfig::parse("", Path::new("c.yml")).unwrap();
+        assert_eq!(c.docker, DockerConfig::default());
+        let c = DirectorConfig::parse(
+            "docker:\n  network: n1\n  subnet: 10.9.8.0/24\n  name_prefix: t-\n",
+            Path::new("c.yml"),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.docker.network.as_str(), c.docker.subnet.as_str()),
+            ("n1", "10.9.8.0/24")
+        );
+        assert_eq!(c.docker.name_prefix, "t-");
+        assert!(DirectorConfig::parse("docker:\n  netwrk: x\n", Path::new("c.yml")).is_err());
     }
 }

@@ -269,8 +269,16 @@ mod tests {
     async fn calls_are_logged_with_method_redacted_arguments_and_response() {
         let dir = tempfile::tempdir().unwrap();
         let sim = bosh_cpi::SimCpi::new(bosh_cpi::SimCpiConfig {
-            root: dir.path().join("sim"),
-            ..bosh_cpi::SimCpiConfig::default()
+            root_dir: dir.path().join("sim"),
+            agent: bosh_cpi::sim::SimAgentConfig {
+                command: vec!["true".into()],
+                mbus: "nats://127.0.0.1:1".into(),
+                ntp: Vec::new(),
+                blobstore: None,
+                platform: "dummy".into(),
+                job_supervisor: "dummy-nats".into(),
+            },
+            stemcell_formats: vec!["general-tar".into()],
         })
         .unwrap();
         let outputs = TaskOutputs::new(dir.path().join("tasks"));
@@ -290,9 +298,17 @@ mod tests {
         let text = std::fs::read_to_string(outputs.path(TaskId(3), OutputType::Cpi)).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
-        assert!(lines[0].contains(r#"request: {"arguments":[10,{"secret":"<redacted>"},null],"method":"create_disk"}"#), "{text}");
+        assert!(
+            lines[0].contains(
+                r#"request: {"method":"create_disk","arguments":[10,{"secret":"<redacted>"},null]} with command: sim"#
+            ),
+            "{text}"
+        );
         assert!(!text.contains("hunter2"), "{text}");
-        assert!(lines[1].contains(&format!(r#"response: {{"error":null,"result":"{disk}"}}"#)), "{text}");
+        assert!(
+            lines[1].contains(&format!(r#"response: {{"result":"{disk}","error":null}}"#)),
+            "{text}"
+        );
         assert!(lines[2].contains(r#""method":"has_disk""#), "{text}");
         assert!(lines[3].contains(r#""result":true"#), "{text}");
     }

@@ -199,9 +199,20 @@ where
     let parent = event_create(ctx.db(), &base).await?;
     let outcome = run.await;
     let (name, error) = match &outcome {
-        Ok((_, name)) => (name.clone().or(object_name), None),
-        Err(err) => (object_name, Some(err.to_string())),
+        Ok((_, name)) => (name.clone().or(object_name.clone()), None),
+        Err(err) => (object_name.clone(), Some(err.to_string())),
     };
+    // A name learnt while running (a release's, from its tarball) names the begin event too.
+    if object_name.is_none()
+        && let Some(name) = &name
+    {
+        sqlx::query("UPDATE events SET object_name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(parent)
+            .execute(ctx.db().pool())
+            .await
+            .map_err(crate::db::DbError::from)?;
+    }
     let end = NewEvent {
         parent_id: Some(parent),
         object_name: name,

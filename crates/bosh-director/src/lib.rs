@@ -10,6 +10,7 @@ pub mod compile;
 pub mod config;
 pub mod config_server;
 pub mod configs;
+pub mod cpi_log;
 pub mod db;
 pub mod deploy;
 pub mod deployments;

@@ -91,6 +91,9 @@ const CA_CERT: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";
 const SERVER_CERT: &str = "server.crt";
 const SERVER_KEY: &str = "server.key";
+/// The names the server certificate was issued for: a data dir reused with another
+/// `nats.host` (or Docker gateway) gets a certificate naming the new one.
+const SERVER_HOSTS: &str = "server.hosts";
 const DIRECTOR_CERT: &str = "director.crt";
 const DIRECTOR_KEY: &str = "director.key";
 
@@ -147,16 +150,23 @@ impl NatsPki {
             ca_key,
             ca_pem,
         };
-        if fresh || !dir.join(SERVER_CERT).exists() || !dir.join(SERVER_KEY).exists() {
-            let mut sans = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
-            for h in server_hosts {
-                if !h.is_empty() && !sans.contains(h) {
-                    sans.push(h.clone());
-                }
+        let mut sans = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        for h in server_hosts {
+            if !h.is_empty() && !sans.contains(h) {
+                sans.push(h.clone());
             }
+        }
+        let hosts = sans.join("\n");
+        let issued_for = std::fs::read_to_string(dir.join(SERVER_HOSTS)).unwrap_or_default();
+        if fresh
+            || !dir.join(SERVER_CERT).exists()
+            || !dir.join(SERVER_KEY).exists()
+            || issued_for != hosts
+        {
             let (cert, key) = pki.issue(SERVER_CN, &sans, true)?;
             write_private(&dir.join(SERVER_KEY), &key)?;
             write_public(&dir.join(SERVER_CERT), &cert)?;
+            write_public(&dir.join(SERVER_HOSTS), &hosts)?;
         }
         if fresh || !dir.join(DIRECTOR_CERT).exists() || !dir.join(DIRECTOR_KEY).exists() {
             let (cert, key) = pki.issue(DIRECTOR_CN, &[], false)?;
@@ -610,5 +620,17 @@ mod tests {
         }
         let agent = b.agent_cert("a1").unwrap();
         assert!(agent.certificate.contains("BEGIN CERTIFICATE"));
+        // Another host (e.g. a Docker gateway) gets a new server certificate naming it.
+        let before = std::fs::read_to_string(dir.path().join(SERVER_CERT)).unwrap();
+        NatsPki::ensure(dir.path(), &[]).unwrap();
+        assert_eq!(
+            before,
+            std::fs::read_to_string(dir.path().join(SERVER_CERT)).unwrap()
+        );
+        NatsPki::ensure(dir.path(), &["10.9.8.1".to_owned()]).unwrap();
+        assert_ne!(
+            before,
+            std::fs::read_to_string(dir.path().join(SERVER_CERT)).unwrap()
+        );
     }
 }

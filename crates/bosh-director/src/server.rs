@@ -1,7 +1,7 @@
 //! Starting a director: data dir, database, users, TLS, task workers and the HTTPS listener.
 //! The binary and the integration tests both go through [`director_start`].
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,6 +160,7 @@ async fn cpi_build(
     director_uuid: &str,
     mbus_url: &str,
     agent_command: Vec<String>,
+    docker_config: &crate::config::DockerConfig,
 ) -> Result<Option<Arc<dyn bosh_cpi::Cpi>>, StartError> {
     match cpi {
         "sim" => {
@@ -183,8 +184,7 @@ async fn cpi_build(
         }
         "docker" => {
             let engine = bosh_cpi::docker::config::DockerEngineConfig {
-                host: std::env::var("DOCKER_HOST")
-                    .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned()),
+                host: docker_host(docker_config),
                 api_version: None,
             };
             let host = engine.host.clone();
@@ -193,10 +193,10 @@ async fn cpi_build(
                 ntp: Vec::new(),
                 blobstore: None,
             };
-            let docker = bosh_cpi::docker::DockerCpi::new(
-                bosh_cpi::docker::config::DockerCpiConfig::new(engine, agent),
-            )
-            .map_err(|e| StartError::Cpi(crate::error::error_chain(&e)))?;
+            let mut config = bosh_cpi::docker::config::DockerCpiConfig::new(engine, agent);
+            config.name_prefix = docker_config.name_prefix.clone();
+            let docker = bosh_cpi::docker::DockerCpi::new(config)
+                .map_err(|e| StartError::Cpi(crate::error::error_chain(&e)))?;
             // Any engine call will do: an unknown container is `false`, no engine an error.
             let probe = bosh_types::ids::VmCid::new("bosh-rs-engine-probe")
                 .map_err(|e| StartError::Cpi(e.to_string()))?;
@@ -212,6 +212,119 @@ async fn cpi_build(
             bosh_cpi::ExternalCpiConfig::new(path, director_uuid),
         )))),
     }
+}
+
+/// The Docker engine of `--cpi docker`: the config's, else `$DOCKER_HOST`, else the local socket.
+fn docker_host(config: &crate::config::DockerConfig) -> String {
+    config
+        .host
+        .clone()
+        .or_else(|| std::env::var("DOCKER_HOST").ok())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned())
+}
+
+/// The gateway of the configured Docker network, which is created when missing. Agents in
+/// containers reach the director there, and the address exists on this host as soon as the
+/// network does, so NATS and HTTPS can listen on it before any VM.
+async fn docker_gateway(config: &crate::config::DockerConfig) -> Result<Ipv4Addr, StartError> {
+    use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
+    let host = docker_host(config);
+    let fail = |doing: &str, e: &dyn std::fmt::Display| {
+        StartError::Cpi(format!(
+            "--cpi docker: {doing} (engine {host}): {e}; start Docker, set DOCKER_HOST, or use --cpi sim"
+        ))
+    };
+    let docker = if let Some(path) = host.strip_prefix("unix://") {
+        bollard::Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION)
+    } else {
+        bollard::Docker::connect_with_http(&host, 120, bollard::API_DEFAULT_VERSION)
+    }
+    .map_err(|e| fail("connecting", &e))?;
+    let docker = docker
+        .negotiate_version()
+        .await
+        .map_err(|e| fail("no Docker engine answers", &e))?;
+    let name = &config.network;
+    let subnet_gateway = || -> Option<Ipv4Addr> {
+        let (ip, _) = config.subnet.split_once('/')?;
+        let ip: Ipv4Addr = ip.parse().ok()?;
+        Some(Ipv4Addr::from(u32::from(ip) + 1))
+    };
+    let ipv4_gateway = |net: &bollard::models::Network| {
+        net.ipam
+            .as_ref()?
+            .config
+            .as_ref()?
+            .iter()
+            .find_map(|c| c.gateway.as_deref()?.parse::<Ipv4Addr>().ok())
+    };
+    match docker
+        .inspect_network(
+            name,
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+    {
+        Ok(net) => {
+            return ipv4_gateway(&net).ok_or_else(|| {
+                fail(
+                    &format!("Docker network '{name}' has no IPv4 gateway"),
+                    &"choose another docker.network",
+                )
+            });
+        }
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
+        Err(e) => return Err(fail(&format!("inspecting network '{name}'"), &e)),
+    }
+    let gateway = subnet_gateway().ok_or_else(|| {
+        fail(
+            &format!("docker.subnet '{}' is not an IPv4 CIDR", config.subnet),
+            &"e.g. 10.245.0.0/24",
+        )
+    })?;
+    let request = NetworkCreateRequest {
+        name: name.clone(),
+        driver: Some("bridge".to_owned()),
+        ipam: Some(Ipam {
+            driver: Some("default".to_owned()),
+            config: Some(vec![IpamConfig {
+                subnet: Some(config.subnet.clone()),
+                gateway: Some(gateway.to_string()),
+                ..Default::default()
+            }]),
+            options: None,
+        }),
+        // The docker CPI's label: its networks and the director's are one family.
+        labels: Some(std::collections::HashMap::from([(
+            "io.bosh-rs.cpi".to_owned(),
+            "docker".to_owned(),
+        )])),
+        ..Default::default()
+    };
+    match docker.create_network(request).await {
+        Ok(_) => {
+            tracing::info!(network = %name, subnet = %config.subnet, %gateway, "Docker network created");
+            Ok(gateway)
+        }
+        // Created meanwhile by another director on this engine.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(gateway),
+        Err(e) => Err(fail(
+            &format!("creating network '{name}' ({})", config.subnet),
+            &e,
+        )),
+    }
+}
+
+/// Whether agents in containers cannot reach a listener on `host`.
+fn host_is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The embedded NATS port: the configured one, else one picked once and kept in
@@ -303,6 +416,12 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
         path: dir.clone(),
         source,
     })?;
+    // Files written here name each other (nats.conf names its certificates) and are read
+    // by children that may run elsewhere: a relative `--data-dir` must not leak into them.
+    let dir = std::path::absolute(&dir).map_err(|source| StartError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
     let host = listen_host(&opts.listen)?;
 
     let db = match &opts.config.database_url {
@@ -321,9 +440,24 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
         .is_empty()
         .then(|| dir.join("credentials.yml"));
 
+    // `--cpi docker`: agents reach NATS and the blobstore on the Docker network's gateway.
+    let gateway = if opts.cpi == "docker" {
+        Some(docker_gateway(&opts.config.docker).await?)
+    } else {
+        None
+    };
+    // The host agents dial for the director's HTTPS, which its certificate must name.
+    let agent_host = match gateway {
+        Some(gw)
+            if host.is_empty() || host_is_loopback(&host) || host == "0.0.0.0" || host == "::" =>
+        {
+            gw.to_string()
+        }
+        _ => host.clone(),
+    };
     let tls = {
         let dir = dir.clone();
-        let host = host.clone();
+        let host = agent_host.clone();
         tokio::task::spawn_blocking(move || pki::server_tls_ensure(&dir, &host))
             .await
             .map_err(|e| {
@@ -353,7 +487,30 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
         addr: opts.listen.clone(),
         source,
     })?;
-    let (agents, nats) = agents_start(&dir, &opts.config.nats, &db, &uuid).await?;
+    // A loopback listener is out of the containers' reach: serve them on the gateway too.
+    let agent_listener = match gateway {
+        Some(gw) if host.is_empty() || host_is_loopback(&host) => {
+            let bind = |port| std::net::TcpListener::bind((gw, port));
+            let l = bind(addr.port())
+                .or_else(|_| bind(0))
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| StartError::Bind {
+                    addr: format!("{gw}:{}", addr.port()),
+                    source,
+                })?;
+            Some(l)
+        }
+        _ => None,
+    };
+    let agent_port = match &agent_listener {
+        Some(l) => l.local_addr().map(|a| a.port()).unwrap_or(addr.port()),
+        None => addr.port(),
+    };
+    let mut nats_config = opts.config.nats.clone();
+    if let Some(gw) = gateway {
+        nats_config.host.get_or_insert_with(|| gw.to_string());
+    }
+    let (agents, nats) = agents_start(&dir, &nats_config, &db, &uuid).await?;
     let url_host = if host.contains(':') {
         format!("[{host}]")
     } else if host.is_empty() || host == "0.0.0.0" {
@@ -367,11 +524,17 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
             path: tls.ca_cert_path.clone(),
             source,
         })?;
+    // Where agents fetch blobs: the clients' URL, or the Docker gateway's listener.
+    let agent_url = match gateway {
+        Some(_) if agent_host.contains(':') => format!("https://[{agent_host}]:{agent_port}"),
+        Some(_) => format!("https://{agent_host}:{agent_port}"),
+        None => url.clone(),
+    };
     let agent_env = AgentEnvDefaults {
         blobstores: vec![serde_json::json!({
             "provider": "dav",
             "options": {
-                "endpoint": format!("{url}{}", crate::api::blobstore::DAV_PREFIX),
+                "endpoint": format!("{agent_url}{}", crate::api::blobstore::DAV_PREFIX),
                 "user": dav.user,
                 "password": dav.password,
                 "tls": {"cert": {"ca": director_ca}},
@@ -386,6 +549,7 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
         opts.agent_command
             .clone()
             .unwrap_or_else(agent_command_default),
+        &opts.config.docker,
     )
     .await
     {
@@ -473,14 +637,23 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
 
     let handle = axum_server::Handle::new();
     let app = api::router(state.clone());
-    let server = tokio::spawn(
-        axum_server::from_tcp_rustls(
-            listener,
-            axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(rustls_config)),
-        )
+    let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(rustls_config));
+    let main = axum_server::from_tcp_rustls(listener, rustls_config.clone())
         .handle(handle.clone())
-        .serve(app.into_make_service()),
-    );
+        .serve(app.clone().into_make_service());
+    // One handle for both listeners: shutdown stops them together.
+    let server = match agent_listener {
+        None => tokio::spawn(main),
+        Some(l) => {
+            let agents = axum_server::from_tcp_rustls(l, rustls_config)
+                .handle(handle.clone())
+                .serve(app.into_make_service());
+            tokio::spawn(async move {
+                let (a, b) = tokio::join!(main, agents);
+                a.and(b)
+            })
+        }
+    };
     Ok(RunningDirector {
         addr,
         url,

@@ -48,6 +48,20 @@ impl Services {
         })
     }
 
+    /// The CPI for calls made in a task: each request and response (secrets redacted) and
+    /// the CPI's own log go to the task's `cpi` output.
+    pub fn task_cpi(
+        &self,
+        ctx: &crate::tasks::runner::TaskContext,
+    ) -> Result<Arc<dyn Cpi>, TaskError> {
+        let cpi = crate::cpi_log::TaskCpi::new(
+            self.cpi()?.clone(),
+            ctx.cpi_output().clone(),
+            &self.cpi_name,
+        );
+        Ok(Arc::new(cpi))
+    }
+
     pub fn agents(&self) -> Result<&Arc<Agents>, TaskError> {
         self.agents.as_ref().ok_or_else(|| {
             TaskError::failed(

@@ -287,7 +287,7 @@ impl UpdateStemcellJob {
         t.finished();
 
         let t = stage.task(&format!("Uploading stemcell {slug} to the cloud"));
-        let cpi = self.services.cpi()?;
+        let cpi = self.services.task_cpi(ctx)?;
         let cloud_properties: Map<String, Value> =
             bosh_yaml::from_value(&bosh_yaml::Value::Map(info.cloud_properties.clone()))
                 .unwrap_or_default();
@@ -382,7 +382,7 @@ impl TaskJob for DeleteStemcellJob {
                     .events()
                     .stage("Deleting stemcell from cloud", &[], Some(1));
                 let t = stage.task(&format!("Delete stemcell {slug} ({})", stemcell.cid));
-                let cpi = self.services.cpi()?;
+                let cpi = self.services.task_cpi(ctx)?;
                 if let Ok(cid) = StemcellCid::new(stemcell.cid.clone())
                     && let Err(e) = cpi.delete_stemcell(&cid).await
                 {

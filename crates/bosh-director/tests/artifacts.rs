@@ -351,6 +351,13 @@ async fn releases_scenario(d: &Director) {
         .json("/events?object_type=release&object_name=kv&action=create")
         .await;
     assert!(!created.as_array().unwrap().is_empty());
+    // Begin events are named too, once the tarball told the name.
+    for e in created.as_array().unwrap() {
+        if let Some(parent) = e["parent_id"].as_str() {
+            let begin = d.json(&format!("/events/{parent}")).await;
+            assert_eq!(begin["object_name"], "kv", "{begin}");
+        }
+    }
     let failed = d.json("/events?object_type=release").await;
     assert!(
         failed
@@ -413,8 +420,26 @@ async fn stemcells_scenario(d: &Director) {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["needed"], true);
 
-    d.upload_ok("stemcells", &upstream("valid_stemcell.tgz"))
+    let task = d
+        .upload_ok("stemcells", &upstream("valid_stemcell.tgz"))
         .await;
+    // The task's CPI log has the CPI request and response (`bosh task N --cpi`).
+    let cpi_log = d
+        .req(
+            reqwest::Method::GET,
+            &format!("/tasks/{}/output?type=cpi", task["id"]),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        cpi_log.contains(r#"request: {"method":"create_stemcell","arguments":["#)
+            && cpi_log.contains(r#"response: {"result":""#),
+        "{cpi_log}"
+    );
     d.upload_ok(
         "stemcells",
         &upstream("light-bosh-stemcell-3001-aws-xen-centos-7-go_agent.tgz"),

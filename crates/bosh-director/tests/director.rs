@@ -617,6 +617,60 @@ async fn configs_crud_diff_concurrency_and_validation() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn relative_data_dir_is_made_absolute_and_nats_starts() {
+    let parent = data_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bosh-director"))
+        .current_dir(parent.path())
+        .args([
+            "--data-dir",
+            "rel/data",
+            "--listen",
+            "127.0.0.1:0",
+            "--cpi",
+            "sim",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut d = Director {
+        child,
+        url: String::new(),
+        dir: parent.path().join("rel/data"),
+    };
+    let first = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("no start line");
+    d.url = first
+        .strip_prefix("Director listening on ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    let second = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let ca = second.strip_prefix("CA certificate: ").unwrap();
+    assert_eq!(
+        Path::new(ca),
+        parent.path().join("rel/data/ca.crt"),
+        "{second}"
+    );
+    // The embedded NATS server got absolute certificate paths and is up.
+    let conf = std::fs::read_to_string(d.dir.join("nats/nats.conf")).unwrap();
+    let abs = format!("cert_file: {:?}", d.dir.join("nats"));
+    assert!(conf.contains(abs.trim_end_matches('"')), "{conf}");
+    assert!(d.json("/info").await["name"].is_string());
+    assert_eq!(d.child.try_wait().unwrap(), None, "the director exited");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn uaa_config_is_refused() {
     let dir = data_dir();
     let path = dir.path().join("director.yml");

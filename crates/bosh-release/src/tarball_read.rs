@@ -291,12 +291,13 @@ pub fn read_release_tarball_with(
 /// Parses and validates `release.MF`: name and version first (old manifests that lack them
 /// are otherwise malformed in other ways too), then the typed decode and §5.6 checks.
 pub fn parse_release_manifest(text: &str) -> Result<ReleaseManifest, ReleaseTarballError> {
-    let value = bosh_yaml::parse(text).map_err(|source| ReleaseTarballError::Manifest {
-        source: SpecError::Yaml {
-            what: "release.MF",
-            source,
-        },
-    })?;
+    let (value, marks) =
+        bosh_yaml::parse_marked(text).map_err(|source| ReleaseTarballError::Manifest {
+            source: SpecError::Yaml {
+                what: "release.MF",
+                source,
+            },
+        })?;
     for field in ["name", "version"] {
         let present = match value.get(field) {
             None | Some(Value::Null) => false,
@@ -307,7 +308,7 @@ pub fn parse_release_manifest(text: &str) -> Result<ReleaseManifest, ReleaseTarb
             return Err(ReleaseTarballError::MissingField { field });
         }
     }
-    let manifest = ReleaseManifest::from_yaml(&value)
+    let manifest = ReleaseManifest::from_yaml_marked(&value, &marks)
         .map_err(|source| ReleaseTarballError::Manifest { source })?;
     manifest
         .validate()

@@ -14,10 +14,14 @@ pub struct Error {
     pub message: String,
 }
 
-/// The 1-based line of every node of a parsed document, by path.
+/// The 1-based line of every node of a parsed document, by path, and the source text of
+/// scalars that resolved to numbers or booleans.
 #[derive(Debug, Default, Clone)]
 pub struct Marks {
     lines: HashMap<Path, usize>,
+    /// yaml.v2 (and Ruby) store a scalar's text, not its resolved value, into a string
+    /// field: `commit_hash: 50e58513` is `"50e58513"`, not a float.
+    texts: HashMap<Path, String>,
 }
 
 impl Marks {
@@ -30,6 +34,46 @@ impl Marks {
             }
             p.0.pop()?;
         }
+    }
+
+    /// The source text of the scalar at `path`, if it resolved to a number or boolean.
+    pub fn text_of(&self, path: &Path) -> Option<&str> {
+        self.texts.get(path).map(String::as_str)
+    }
+
+    /// Replaces number and boolean scalars at the paths `is_string` accepts with their source
+    /// text, as yaml.v2 decodes them into string fields.
+    pub fn strings_restore(&self, v: &mut Value, is_string: &dyn Fn(&[PathSeg]) -> bool) {
+        fn walk(
+            marks: &Marks,
+            v: &mut Value,
+            path: &mut Vec<PathSeg>,
+            is_string: &dyn Fn(&[PathSeg]) -> bool,
+        ) {
+            match v {
+                Value::Map(m) => {
+                    for (k, child) in m.iter_mut() {
+                        path.push(PathSeg::Key(key_text(k)));
+                        walk(marks, child, path, is_string);
+                        path.pop();
+                    }
+                }
+                Value::Seq(items) => {
+                    for (i, child) in items.iter_mut().enumerate() {
+                        path.push(PathSeg::Index(i));
+                        walk(marks, child, path, is_string);
+                        path.pop();
+                    }
+                }
+                Value::Int(_) | Value::Float(_) | Value::Bool(_) if is_string(path) => {
+                    if let Some(text) = marks.texts.get(&Path(path.clone())) {
+                        *v = Value::String(text.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        walk(self, v, &mut Vec::new(), is_string);
     }
 }
 
@@ -56,6 +100,7 @@ pub fn parse_marked(src: &str) -> Result<(Value, Marks), Error> {
         root,
         Marks {
             lines: builder.lines,
+            texts: builder.texts,
         },
     ))
 }
@@ -81,6 +126,7 @@ struct Builder {
     anchors: HashMap<usize, Value>,
     root: Option<Value>,
     lines: HashMap<Path, usize>,
+    texts: HashMap<Path, String>,
     error: Option<Error>,
     done: bool,
 }
@@ -172,8 +218,20 @@ impl MarkedEventReceiver for Builder {
                 if !in_key_position {
                     self.mark(mark.line());
                 }
+                // Quoted scalars stay strings; only plain or tagged ones can resolve to other types.
+                let source = (!in_key_position && (style == TScalarStyle::Plain || tag.is_some()))
+                    .then(|| text.clone());
                 match resolve_scalar(text, style, tag.as_ref()) {
-                    Ok(v) => self.push_value(v, anchor),
+                    Ok(v) => {
+                        if let Some(source) = source
+                            && matches!(v, Value::Int(_) | Value::Float(_) | Value::Bool(_))
+                        {
+                            let mut p = self.path.clone();
+                            p.extend(self.next_seg());
+                            self.texts.insert(Path(p), source);
+                        }
+                        self.push_value(v, anchor)
+                    }
                     Err(msg) => self.fail(mark, msg),
                 }
             }

@@ -19,6 +19,10 @@ pub const VCAP_GROUP: &str = "vcap";
 /// A process that stays up this long has its restart back-off reset.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Pidfile polls of a starting service: 10 ms doubling to 500 ms, until it runs or its
+/// start timeout passes.
+const START_POLL_FIRST: Duration = Duration::from_millis(10);
+const START_POLL_MAX: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
@@ -323,8 +327,15 @@ impl Supervisor {
         }
     }
 
-    /// One pass of the watch loop.
+    /// The watch loop's work: passes until no service newly runs, so a dependent starts as
+    /// soon as its dependencies run rather than a tick later.
     fn check(&self) {
+        while self.check_pass() {}
+    }
+
+    /// One pass; true when a service was seen running for the first time.
+    fn check_pass(&self) -> bool {
+        let mut came_up = false;
         let mut services = lock(&self.inner);
         let running: Vec<String> = services
             .iter()
@@ -342,6 +353,7 @@ impl Supervisor {
             if let Some(pid) = pid {
                 if s.state != ProcessState::Running || s.pid != Some(pid) {
                     s.running_since = Some(Instant::now());
+                    came_up |= s.state != ProcessState::Running;
                 }
                 s.state = ProcessState::Running;
                 s.pid = Some(pid);
@@ -395,16 +407,55 @@ impl Supervisor {
             }
             s.busy = true;
             s.state = ProcessState::Starting;
-            s.starting_since = Some(Instant::now());
-            let spec = s.spec.clone();
-            let inner = self.inner.clone();
-            let layout = self.layout.clone();
-            tokio::spawn(async move {
-                run_program(&layout, &spec.name, &spec.start_program, spec.start_timeout).await;
-                if let Some(s) = lock(&inner).iter_mut().find(|s| s.spec.name == spec.name) {
-                    s.busy = false;
+            let since = Instant::now();
+            s.starting_since = Some(since);
+            tokio::spawn(self.clone().start_watch(s.spec.clone(), since));
+        }
+        came_up
+    }
+
+    /// Runs a start program and, while the service is starting, polls its pidfile with a
+    /// short back-off: the service is seen running (and `get_state` says so) within
+    /// milliseconds instead of at the next tick, and a program that ends is noticed at once.
+    async fn start_watch(self, spec: MonitService, since: Instant) {
+        let program = run_program(
+            &self.layout,
+            &spec.name,
+            &spec.start_program,
+            spec.start_timeout,
+        );
+        tokio::pin!(program);
+        let mut done = false;
+        let mut wait = START_POLL_FIRST;
+        loop {
+            tokio::select! {
+                _ = &mut program, if !done => {
+                    done = true;
+                    if let Some(s) = lock(&self.inner).iter_mut().find(|s| s.spec.name == spec.name) {
+                        s.busy = false;
+                    }
                 }
+                _ = tokio::time::sleep(wait) => wait = (wait * 2).min(START_POLL_MAX),
+            }
+            self.check();
+            // Bounded: check() ends the start attempt at its timeout.
+            let starting = lock(&self.inner).iter().any(|s| {
+                s.spec.name == spec.name && s.monitored && s.starting_since == Some(since)
             });
+            if !starting || since.elapsed() > spec.start_timeout + START_POLL_MAX {
+                break;
+            }
+        }
+        if !done {
+            // A start program that execs its server ends when the server does.
+            program.await;
+            if let Some(s) = lock(&self.inner)
+                .iter_mut()
+                .find(|s| s.spec.name == spec.name)
+            {
+                s.busy = false;
+            }
+            self.check();
         }
     }
 }
@@ -624,6 +675,22 @@ mod tests {
                 .iter()
                 .all(|p| p.state == ProcessState::Unknown)
         );
+    }
+
+    #[tokio::test]
+    async fn start_runs_a_dependency_chain_without_waiting_for_a_tick() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        write_job(&layout, "db", "");
+        write_job(&layout, "web", "  depends on db");
+        // A tick far beyond the test: only start_all and the pidfile watch can start them.
+        let sup = Supervisor::start(layout.clone(), Duration::from_secs(3600));
+        sup.reload().unwrap();
+        let t0 = Instant::now();
+        sup.start_all();
+        wait_for(&sup, JobState::Running).await;
+        assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+        sup.stop_all(true, Duration::from_secs(20)).await.unwrap();
     }
 
     #[test]

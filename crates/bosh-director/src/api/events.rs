@@ -33,9 +33,14 @@ fn int_param(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
     v.filter(|s| !s.is_empty())
         .map(|s| {
             s.trim().parse::<i64>().or_else(|_| {
-                // The CLI sends times as Unix seconds; accept RFC 3339 too.
+                // Unix seconds, RFC 3339, or the CLI's `--before`/`--after` example form
+                // `2016-05-08 17:26:32` (UTC, as Ruby's `Time.parse` on a UTC director).
                 chrono::DateTime::parse_from_rfc3339(s.trim())
                     .map(|t| t.timestamp())
+                    .or_else(|_| {
+                        chrono::NaiveDateTime::parse_from_str(s.trim(), "%Y-%m-%d %H:%M:%S")
+                            .map(|t| t.and_utc().timestamp())
+                    })
                     .map_err(|_| {
                         ApiError::bad_request(
                             codes::INVALID_REQUEST,

@@ -216,6 +216,7 @@ impl DeployJob {
                 rendered: &rendered,
                 archives: &archives,
                 skip_drain: p.skip_drain,
+                recreate_persistent_disks: p.recreate_persistent_disks,
                 variable_set: Some(set.id.0),
                 vms: Mutex::new(HashMap::new()),
                 fresh: Mutex::new(HashSet::new()),

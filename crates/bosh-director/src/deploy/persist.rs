@@ -272,11 +272,16 @@ pub async fn disk_insert(
     Ok(id)
 }
 
-pub async fn disk_activate(db: &Db, id: i64) -> Result<(), DbError> {
-    sqlx::query("UPDATE persistent_disks SET active = 1 WHERE id = $1")
-        .bind(id)
-        .execute(db.pool())
-        .await?;
+/// Makes `id` the instance's only active disk, in one statement.
+pub async fn disk_activate(db: &Db, instance: i64, id: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE persistent_disks SET active = CASE WHEN id = $1 THEN 1 ELSE 0 END \
+         WHERE instance_id = $2",
+    )
+    .bind(id)
+    .bind(instance)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 
@@ -288,6 +293,29 @@ pub async fn disks_orphan(
     instance_name: &str,
     az: Option<&str>,
 ) -> Result<(), DbError> {
+    disks_orphan_where(db, instance, None, deployment, instance_name, az).await
+}
+
+/// Moves one disk of an instance to `orphan_disks`.
+pub async fn disk_orphan(
+    db: &Db,
+    instance: i64,
+    cid: &str,
+    deployment: &str,
+    instance_name: &str,
+    az: Option<&str>,
+) -> Result<(), DbError> {
+    disks_orphan_where(db, instance, Some(cid), deployment, instance_name, az).await
+}
+
+async fn disks_orphan_where(
+    db: &Db,
+    instance: i64,
+    only: Option<&str>,
+    deployment: &str,
+    instance_name: &str,
+    az: Option<&str>,
+) -> Result<(), DbError> {
     let disks: Vec<(String, i64, String)> = sqlx::query_as(
         "SELECT cid, size, cloud_properties FROM persistent_disks WHERE instance_id = $1",
     )
@@ -295,6 +323,9 @@ pub async fn disks_orphan(
     .fetch_all(db.pool())
     .await?;
     for (cid, size, props) in disks {
+        if only.is_some_and(|c| c != cid) {
+            continue;
+        }
         sqlx::query(
             "INSERT INTO orphan_disks (cid, size, availability_zone, deployment, instance_name, \
              cloud_properties, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -309,10 +340,11 @@ pub async fn disks_orphan(
         .bind(now_secs())
         .execute(db.pool())
         .await?;
+        sqlx::query("DELETE FROM persistent_disks WHERE instance_id = $1 AND cid = $2")
+            .bind(instance)
+            .bind(&cid)
+            .execute(db.pool())
+            .await?;
     }
-    sqlx::query("DELETE FROM persistent_disks WHERE instance_id = $1")
-        .bind(instance)
-        .execute(db.pool())
-        .await?;
     Ok(())
 }

@@ -29,7 +29,7 @@ pub const AGENT_FAILED: u32 = 450001;
 pub const NOT_RUNNING: u32 = 400007;
 const AGENT_WAIT: Duration = Duration::from_secs(600);
 /// How many VMs "Creating missing vms" creates at once.
-const CREATE_PARALLEL: usize = 5;
+const CREATE_PARALLEL: usize = 32;
 
 fn agent_failed(what: &str, e: &(dyn std::error::Error + 'static)) -> TaskError {
     TaskError::failed(AGENT_FAILED, format!("{what}: {}", error_chain(e)))
@@ -55,6 +55,7 @@ pub struct Updater<'a> {
     pub rendered: &'a HashMap<InstanceId, InstanceRendered>,
     pub archives: &'a HashMap<InstanceId, ArchiveRef>,
     pub skip_drain: bool,
+    pub recreate_persistent_disks: bool,
     pub variable_set: Option<i64>,
     /// The VM each instance runs on now.
     pub vms: Mutex<HashMap<InstanceId, Vm>>,
@@ -167,35 +168,35 @@ impl Updater<'_> {
             .ctx
             .events()
             .stage("Creating missing vms", &[], Some(todo.len() as u32));
-        let mut first_err = None;
-        for chunk in todo.chunks(CREATE_PARALLEL) {
-            self.ctx.checkpoint().await?;
-            let results = join_all(chunk.iter().map(|(g, i)| {
-                let stage = &stage;
-                async move {
-                    let t = stage.task(&task_name(g, i, false));
-                    match self.vm_create(g, i).await {
-                        Ok(_) => {
-                            t.finished();
-                            Ok(())
-                        }
-                        Err(e) => {
-                            t.failed(&e.to_string());
-                            Err(e)
-                        }
+        // A sliding window, not batches: one slow VM does not hold up the next ones.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let window = tokio::sync::Semaphore::new(CREATE_PARALLEL);
+        let results = join_all(todo.iter().map(|(g, i)| {
+            let stage = &stage;
+            let failed = &failed;
+            let window = &window;
+            async move {
+                let _slot = window.acquire().await;
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(()); // a VM failed already: start no more
+                }
+                self.ctx.checkpoint().await?;
+                let t = stage.task(&task_name(g, i, false));
+                match self.vm_create(g, i).await {
+                    Ok(_) => {
+                        t.finished();
+                        Ok(())
+                    }
+                    Err(e) => {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        t.failed(&e.to_string());
+                        Err(e)
                     }
                 }
-            }))
-            .await;
-            for r in results {
-                if let Err(e) = r {
-                    first_err.get_or_insert(e);
-                }
             }
-            if first_err.is_some() {
-                break;
-            }
-        }
+        }))
+        .await;
+        let first_err = results.into_iter().find_map(Result::err);
         first_err.map_or(Ok(()), Err)
     }
 
@@ -338,9 +339,7 @@ impl Updater<'_> {
         }
         let agent = vm.agent_id.to_string();
         let new_vm = fresh || i.change == Change::Recreate;
-        if g.persistent_disk.is_some() && new_vm {
-            self.disk_ensure(g, i, row, &vm, &agent).await?;
-        }
+        self.disk_update(g, i, row, &vm, &agent, new_vm).await?;
         if i.change != Change::Restart || new_vm {
             client
                 .apply(&agent, &spec)
@@ -414,7 +413,11 @@ impl Updater<'_> {
         Ok(())
     }
 
-    /// Polls `get_state` on the director's schedule until every process runs.
+    /// Waits until every process runs. As the Ruby director, the first `get_state` comes
+    /// after the min watch time (a job must still run then to pass) and the instance fails
+    /// when it is not running at the max. Between the two the Ruby director polls every
+    /// `clamp((max-min)/9, 1 s, 15 s)`; we poll from 50 ms doubling up to that step, so an
+    /// instance that runs is seen within milliseconds, with the same pass/fail decisions.
     async fn running_wait(
         &self,
         agent: &str,
@@ -423,10 +426,11 @@ impl Updater<'_> {
     ) -> Result<(), TaskError> {
         let client = self.services.agents()?.client();
         let (min, max) = (watch.min, watch.max.max(watch.min));
-        let step = ((max - min) / 9).clamp(1000, 15000);
+        let step = Duration::from_millis(((max - min) / 9).clamp(1000, 15000));
         let start = tokio::time::Instant::now();
         let deadline = start + Duration::from_millis(max);
         tokio::time::sleep(Duration::from_millis(min)).await;
+        let mut wait = Duration::from_millis(50);
         loop {
             let state = client
                 .get_state(agent, false)
@@ -456,61 +460,150 @@ impl Updater<'_> {
                     ),
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(step)).await;
+            self.ctx.checkpoint().await?;
+            let now = tokio::time::Instant::now();
+            tokio::time::sleep(wait.min(deadline.saturating_duration_since(now))).await;
+            wait = (wait * 2).min(step);
         }
     }
 
-    /// Creates the instance's persistent disk when it has none, attaches and mounts it.
-    async fn disk_ensure(
+    /// Brings the instance's persistent disk to what the plan wants, in disk_manager.rb's
+    /// order: a new VM first gets the current disk back (attached and mounted); a new size or
+    /// new cloud properties create a disk, mount it at the migration target and migrate the
+    /// data onto it; the disk left behind (replaced or no longer wanted) is unmounted,
+    /// detached and orphaned, never deleted.
+    async fn disk_update(
         &self,
         g: &InstanceGroupPlan,
         i: &InstancePlan,
         row: i64,
         vm: &Vm,
         agent: &str,
+        new_vm: bool,
     ) -> Result<(), TaskError> {
-        let Some(d) = &g.persistent_disk else {
+        let current = self.rows.get(&i.id).and_then(|r| r.disk.clone());
+        let want = g.persistent_disk.as_ref();
+        let changed = match (&current, want) {
+            (None, None) => return Ok(()),
+            (Some(c), Some(w)) => {
+                self.recreate_persistent_disks
+                    || c.size != w.size
+                    || as_map(&c.cloud_properties) != as_map(&w.cloud_properties)
+            }
+            _ => true,
+        };
+        let name = format!("{}/{}", g.name, i.id);
+        // The old VM's disk was detached before it went; a new VM mounts it again.
+        let mut old_attached = !new_vm;
+        if let (Some(c), Some(_), true) = (&current, want, new_vm) {
+            self.disk_attach(vm, agent, &c.cid).await?;
+            old_attached = true;
+        }
+        if !changed {
             return Ok(());
-        };
-        let cpi = self.services.cpi()?;
-        let client = self.services.agents()?.client();
-        let cpi_err = |what: &str, e: &(dyn std::error::Error + 'static)| {
-            TaskError::failed(AGENT_FAILED, format!("{what}: {}", error_chain(e)))
-        };
-        let existing = self
-            .rows
-            .get(&i.id)
-            .and_then(|r| r.disk.as_ref())
-            .map(|x| x.cid.clone());
-        let cid = match existing {
-            Some(cid) => cid,
-            None => {
-                let props = as_map(&d.cloud_properties);
-                let cid: DiskCid = cpi
-                    .create_disk(CreateDiskArgs {
-                        size_mib: d.size,
-                        cloud_properties: props.clone(),
-                        vm_cid: Some(vm.cid.clone()),
-                    })
-                    .await
-                    .map_err(|e| cpi_err("create_disk", &e))?;
-                let id = persist::disk_insert(
+        }
+        if let Some(w) = want {
+            let cpi = self.services.cpi()?;
+            let props = as_map(&w.cloud_properties);
+            let cid: DiskCid = cpi
+                .create_disk(CreateDiskArgs {
+                    size_mib: w.size,
+                    cloud_properties: props.clone(),
+                    vm_cid: Some(vm.cid.clone()),
+                })
+                .await
+                .map_err(|e| {
+                    TaskError::failed(
+                        AGENT_FAILED,
+                        format!("Creating a disk for '{name}': {}", error_chain(&e)),
+                    )
+                })?;
+            let id = persist::disk_insert(
+                self.ctx.db(),
+                row,
+                cid.as_str(),
+                w.size,
+                &Value::Object(props),
+            )
+            .await?;
+            let moved = async {
+                self.disk_attach(vm, agent, &cid).await?;
+                if current.is_some() && old_attached {
+                    // Copies `store` onto the new disk and mounts it at `store`.
+                    self.services
+                        .agents()?
+                        .client()
+                        .call(
+                            agent,
+                            "migrate_disk",
+                            vec![
+                                json!(current.as_ref().map(|c| c.cid.as_str())),
+                                json!(cid.as_str()),
+                            ],
+                        )
+                        .await
+                        .map_err(|e| {
+                            agent_failed(&format!("Migrating the disk of '{name}'"), &e)
+                        })?;
+                }
+                Ok::<(), TaskError>(())
+            }
+            .await;
+            if let Err(e) = moved {
+                // The new disk is kept as an orphan; the old one stays the instance's disk.
+                self.disk_unmount_detach(vm, agent, &cid).await;
+                persist::disk_orphan(
                     self.ctx.db(),
                     row,
                     cid.as_str(),
-                    d.size,
-                    &Value::Object(props),
+                    &self.plan.name,
+                    &name,
+                    i.az.as_deref(),
                 )
                 .await?;
-                persist::disk_activate(self.ctx.db(), id).await?;
-                cid
+                return Err(e);
             }
-        };
-        let hint = cpi
-            .attach_disk(&vm.cid, &cid)
-            .await
-            .map_err(|e| cpi_err("attach_disk", &e))?;
+            persist::disk_activate(self.ctx.db(), row, id).await?;
+        }
+        if let Some(c) = current {
+            if old_attached {
+                self.disk_unmount_detach(vm, agent, &c.cid).await;
+            }
+            persist::disk_orphan(
+                self.ctx.db(),
+                row,
+                c.cid.as_str(),
+                &self.plan.name,
+                &name,
+                i.az.as_deref(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// CPI `attach_disk`, then the agent's `add_persistent_disk` (older agents lack it) and
+    /// `mount_disk` (at `store`, or the migration target when `store` holds another disk).
+    async fn disk_attach(&self, vm: &Vm, agent: &str, cid: &DiskCid) -> Result<(), TaskError> {
+        let cpi = self.services.cpi()?;
+        let client = self.services.agents()?.client();
+        let hint = cpi.attach_disk(&vm.cid, cid).await.map_err(|e| {
+            TaskError::failed(
+                AGENT_FAILED,
+                format!(
+                    "Attaching disk '{cid}' to VM '{}': {}",
+                    vm.cid,
+                    error_chain(&e)
+                ),
+            )
+        })?;
         let hint = serde_json::to_value(&hint).unwrap_or(Value::Null);
+        // As the Ruby director's MountDiskStep: a CPI may restart the VM to attach (the docker
+        // CPI recreates the container), so the agent must answer again first.
+        client
+            .ping_until_ready(agent, AGENT_WAIT)
+            .await
+            .map_err(|e| agent_failed(&format!("Agent after attaching disk '{cid}'"), &e))?;
         match client
             .call(
                 agent,
@@ -526,8 +619,30 @@ impl Updater<'_> {
         client
             .call(agent, "mount_disk", vec![json!(cid.as_str())])
             .await
-            .map_err(|e| agent_failed("mount_disk", &e))?;
+            .map_err(|e| agent_failed(&format!("Mounting disk '{cid}'"), &e))?;
         Ok(())
+    }
+
+    /// Unmounts (when the agent lists it as mounted) and detaches a disk; best effort, a
+    /// disk the CPI no longer sees attached is what we want anyway.
+    async fn disk_unmount_detach(&self, vm: &Vm, agent: &str, cid: &DiskCid) {
+        if let Ok(agents) = self.services.agents() {
+            let client = agents.client();
+            let mounted = client
+                .call(agent, "list_disk", Vec::new())
+                .await
+                .ok()
+                .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
+                .is_some_and(|l| l.iter().any(|c| c == cid.as_str()));
+            if mounted {
+                let _ = client
+                    .call(agent, "unmount_disk", vec![json!(cid.as_str())])
+                    .await;
+            }
+        }
+        if let Ok(cpi) = self.services.cpi() {
+            let _ = cpi.detach_disk(&vm.cid, cid).await;
+        }
     }
 
     /// Unmounts and detaches the instance's disk before its VM goes; best effort, the CPI's
@@ -541,16 +656,7 @@ impl Updater<'_> {
         else {
             return;
         };
-        let Ok(agents) = self.services.agents() else {
-            return;
-        };
-        let _ = agents
-            .client()
-            .call(agent, "unmount_disk", vec![json!(disk.cid.as_str())])
-            .await;
-        if let Ok(cpi) = self.services.cpi() {
-            let _ = cpi.detach_disk(&vm.cid, &disk.cid).await;
-        }
+        self.disk_unmount_detach(vm, agent, &disk.cid).await;
     }
 
     /// Stops and deletes instances the plan no longer wants; their disks become orphans and
