@@ -6,59 +6,19 @@
 //! `$BOSH_AGENT_BIN`), as in bosh-agent-client's `sim_e2e`.
 
 mod common;
+#[path = "common/deploy_world.rs"]
+mod deploy_world;
 
 use async_trait::async_trait;
 use bosh_director::compile::{CompileRequest, ReleasePackages, compile_packages};
-use bosh_director::config::DirectorConfig;
-use bosh_director::server::{DirectorOptions, RunningDirector, director_start};
 use bosh_director::services::Services;
 use bosh_director::tasks::runner::{TaskContext, TaskError, TaskJob};
 use bosh_director::tasks::store::NewTask;
+use deploy_world::{World, greeter_tarball, processes_mentioning};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_owned()
-}
-
-fn agent_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("BOSH_AGENT_BIN") {
-            return PathBuf::from(p);
-        }
-        let dir = profile_dir();
-        let target = dir.parent().unwrap();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "bosh-agent",
-            "--bin",
-            "bosh-agent",
-        ])
-        .arg("--target-dir")
-        .arg(target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if dir.file_name().and_then(|n| n.to_str()) == Some("release") {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().unwrap();
-        let path = dir.join("bosh-agent");
-        assert!(
-            path.is_file(),
-            "building bosh-agent failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        path
-    })
-}
 
 /// Runs `compile_packages` with the payload's request; the result lists what was compiled.
 struct CompileJob {
@@ -115,103 +75,22 @@ compilation:
   reuse_compilation_vms: REUSE
 "#;
 
-struct World {
-    _dir: tempfile::TempDir,
-    dir: PathBuf,
-    director: Option<RunningDirector>,
-    client: reqwest::Client,
-    password: String,
+/// The sim director with the `test_compile` task job registered.
+async fn compile_world() -> World {
+    let services = Arc::new(OnceLock::new());
+    let job = Arc::new(CompileJob {
+        services: services.clone(),
+    });
+    let w = World::start_with(|opts| opts.extra_jobs.push(("test_compile".into(), job))).await;
+    let _ = services.set(w.state().services.clone());
+    w
 }
 
 impl World {
-    async fn start() -> World {
-        let tmp = common::data_dir();
-        let dir = tmp.path().to_owned();
-        let services = Arc::new(OnceLock::new());
-        let mut opts =
-            DirectorOptions::new(dir.clone(), "127.0.0.1:0", "sim", DirectorConfig::default());
-        opts.agent_command = Some(vec![agent_bin().display().to_string()]);
-        opts.extra_jobs.push((
-            "test_compile".into(),
-            Arc::new(CompileJob {
-                services: services.clone(),
-            }),
-        ));
-        let director = director_start(opts).await.unwrap();
-        let _ = services.set(director.state.services.clone());
-        let ca = std::fs::read(&director.ca_cert_path).unwrap();
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(300))
-            .build()
-            .unwrap();
-        let creds = std::fs::read_to_string(dir.join("credentials.yml")).unwrap();
-        let password = creds
-            .lines()
-            .find_map(|l| l.strip_prefix("password: "))
-            .unwrap()
-            .to_owned();
-        World {
-            _dir: tmp,
-            dir,
-            director: Some(director),
-            client,
-            password,
-        }
-    }
-
-    fn url(&self) -> &str {
-        &self.director.as_ref().unwrap().url
-    }
-
-    async fn task_wait(&self, id: i64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let task: Value = self
-                .client
-                .get(format!("{}/tasks/{id}", self.url()))
-                .basic_auth("admin", Some(&self.password))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if ["done", "error", "cancelled"].contains(&task["state"].as_str().unwrap()) {
-                return task;
-            }
-            assert!(Instant::now() < deadline, "task {id} did not end");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn upload(&self, what: &str, path: &Path) {
-        let body = std::fs::read(path).unwrap();
-        let resp = self
-            .client
-            .post(format!("{}/{what}", self.url()))
-            .basic_auth("admin", Some(&self.password))
-            .header("Content-Type", "application/x-compressed")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 302, "{}", resp.text().await.unwrap());
-        let id: i64 = resp.headers()["location"]
-            .to_str()
-            .unwrap()
-            .trim_start_matches("/tasks/")
-            .parse()
-            .unwrap();
-        let task = self.task_wait(id).await;
-        assert_eq!(task["state"], "done", "{what}: {task}");
-    }
-
     async fn compile_start(&self, release: &str, version: &str, reuse: bool) -> i64 {
-        let state = &self.director.as_ref().unwrap().state;
         let cc = CLOUD_CONFIG.replace("REUSE", if reuse { "true" } else { "false" });
-        let task = state
+        let task = self
+            .state()
             .queue
             .task_enqueue(&NewTask {
                 task_type: "test_compile".into(),
@@ -226,135 +105,13 @@ impl World {
             .unwrap();
         task.id.0
     }
-
-    fn sim_root(&self) -> PathBuf {
-        self.dir.join("sim-cpi")
-    }
-
-    /// VMs ever created: the sim CPI keeps one agent log per VM.
-    fn vms_created(&self) -> usize {
-        std::fs::read_dir(self.sim_root().join("logs"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    fn vms_alive(&self) -> usize {
-        std::fs::read_dir(self.sim_root().join("vms"))
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-
-    fn task_events(&self, id: i64) -> Vec<Value> {
-        let text =
-            std::fs::read_to_string(self.dir.join(format!("tasks/{id}/event"))).unwrap_or_default();
-        text.lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    async fn db_count(&self, sql: &str) -> i64 {
-        let state = &self.director.as_ref().unwrap().state;
-        let row: (i64,) = sqlx::query_as(sql)
-            .fetch_one(state.db.pool())
-            .await
-            .unwrap();
-        row.0
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        // Kill anything left under the sim root (agents, jobs) so a failing test leaks nothing.
-        let needle = self.sim_root().display().to_string();
-        for pid in processes_mentioning(&needle) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-        if std::thread::panicking() {
-            if let Ok(rd) = std::fs::read_dir(self.sim_root().join("logs")) {
-                for e in rd.flatten() {
-                    eprintln!(
-                        "--- {} ---\n{}",
-                        e.path().display(),
-                        std::fs::read_to_string(e.path()).unwrap_or_default()
-                    );
-                }
-            }
-            eprintln!(
-                "--- nats ---\n{}",
-                std::fs::read_to_string(self.dir.join("nats/nats.log")).unwrap_or_default()
-            );
-        }
-    }
-}
-
-fn processes_mentioning(needle: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X") | None)
-        })
-        .filter(|pid| {
-            let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
-            let hay = [read("cmdline"), read("environ")].concat();
-            hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-        })
-        .collect()
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap().flatten() {
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
-}
-
-/// A dev release tarball of the greeter example (named `name`), optionally with libgreet's
-/// packaging script replaced.
-fn greeter_tarball(work: &Path, name: &str, libgreet_packaging: Option<&str>) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/greeter-release");
-    let rel = work.join(name);
-    copy_dir(&src, &rel);
-    let _ = std::fs::remove_dir_all(rel.join(".dev_builds"));
-    let _ = std::fs::remove_dir_all(rel.join("dev_releases"));
-    if let Some(script) = libgreet_packaging {
-        std::fs::write(rel.join("packages/libgreet/packaging"), script).unwrap();
-    }
-    let dir = bosh_release::release_dir::ReleaseDir::new(&rel);
-    let cache = bosh_release::index::ArchiveCache::new(work.join("cache"));
-    let opts = bosh_release::create::CreateOptions {
-        name: Some(name.to_owned()),
-        force: true,
-        ..Default::default()
-    };
-    let release = bosh_release::create::create_release(&dir, cache, &opts, &mut |_| {}).unwrap();
-    assert_eq!(release.version, "0+dev.1");
-    let out = work.join(format!("{name}.tgz"));
-    release.write_tarball(&out).unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn packages_compile_once_on_agents_then_hit_the_cache() {
-    let w = World::start().await;
+    let w = compile_world().await;
     let work = tempfile::tempdir().unwrap();
-    let stemcell = work.path().join("stemcell.tgz");
-    bosh_stemcell::sim::build_sim_stemcell(&bosh_stemcell::sim::SimStemcellOptions::new(&stemcell))
-        .unwrap();
-    w.upload("stemcells", &stemcell).await;
+    w.upload_sim_stemcell(work.path()).await;
     w.upload("releases", &greeter_tarball(work.path(), "greeter", None))
         .await;
 
@@ -458,7 +215,7 @@ async fn packages_compile_once_on_agents_then_hit_the_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_child_stops_with_the_director_and_agents_get_their_own_users() {
-    let mut w = World::start().await;
+    let mut w = compile_world().await;
     let nats = w.director.as_ref().unwrap().nats.clone().unwrap();
     let pid: i32 = std::fs::read_to_string(w.dir.join("nats/nats.pid"))
         .unwrap()

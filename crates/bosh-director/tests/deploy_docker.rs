@@ -10,6 +10,10 @@
 //! (containers, volumes, images, the network) even when the test fails. Without a Docker
 //! engine, `nats-server`, or a way to get a stemcell, the test prints a SKIP line.
 
+mod common;
+#[path = "common/deploy_world.rs"]
+mod deploy_world;
+
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::{
@@ -18,6 +22,7 @@ use bollard::query_parameters::{
 };
 use bosh_director::config::{DirectorConfig, DockerConfig};
 use bosh_director::server::{DirectorOptions, RunningDirector, director_start};
+use deploy_world::{agent_bin, director_client, greeter_tarball, task_id, task_poll};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -54,38 +59,6 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// `bosh-agent` for the stemcell: `$BOSH_AGENT_BIN`, else built into this test's target dir.
-fn agent_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("BOSH_AGENT_BIN") {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "bosh-agent",
-        "--bin",
-        "bosh-agent",
-    ])
-    .arg("--target-dir")
-    .arg(profile_dir.parent().unwrap())
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("running cargo build -p bosh-agent");
-    assert!(
-        out.status.success(),
-        "building bosh-agent: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    profile_dir.join("bosh-agent")
-}
-
 /// `$BOSH_RS_DOCKER_STEMCELL`, or a fresh build (the debootstrapped base is cached under
 /// `~/.cache/bosh-rs/stemcell`). Debug info is stripped: it only slows the import.
 fn stemcell_tarball(work: &Path) -> PathBuf {
@@ -103,38 +76,6 @@ fn stemcell_tarball(work: &Path) -> PathBuf {
     bosh_stemcell::build_docker_stemcell(&opts)
         .expect("building the docker stemcell")
         .path
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap().flatten() {
-        let to = dst.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to);
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
-}
-
-/// A dev release tarball of the greeter example.
-fn greeter_tarball(work: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/greeter-release");
-    let rel = work.join("greeter");
-    copy_dir(&src, &rel);
-    let _ = std::fs::remove_dir_all(rel.join(".dev_builds"));
-    let _ = std::fs::remove_dir_all(rel.join("dev_releases"));
-    let dir = bosh_release::release_dir::ReleaseDir::new(&rel);
-    let cache = bosh_release::index::ArchiveCache::new(work.join("cache"));
-    let opts = bosh_release::create::CreateOptions {
-        name: Some("greeter".to_owned()),
-        force: true,
-        ..Default::default()
-    };
-    let release = bosh_release::create::create_release(&dir, cache, &opts, &mut |_| {}).unwrap();
-    let out = work.join("greeter.tgz");
-    release.write_tarball(&out).unwrap();
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -328,31 +269,16 @@ impl World {
     }
 
     async fn task_wait(&self, resp: reqwest::Response) -> Value {
-        assert_eq!(resp.status(), 302, "{}", resp.text().await.unwrap());
-        let id: i64 = resp.headers()["location"]
-            .to_str()
-            .unwrap()
-            .trim_start_matches("/tasks/")
-            .parse()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(900);
-        loop {
-            let task: Value = self
-                .client
-                .get(format!("{}/tasks/{id}", self.url()))
-                .basic_auth("admin", Some(&self.password))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if ["done", "error", "cancelled"].contains(&task["state"].as_str().unwrap()) {
-                return task;
-            }
-            assert!(Instant::now() < deadline, "task {id} did not end");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let id = task_id(resp).await;
+        task_poll(
+            &self.client,
+            self.url(),
+            &self.password,
+            id,
+            Duration::from_secs(900),
+            Duration::from_millis(250),
+        )
+        .await
     }
 
     async fn upload(&self, what: &str, path: &Path) {
@@ -568,19 +494,7 @@ async fn deploy_on_docker_keeps_disks_across_recreate_and_deletes_cleanly() {
     ))
     .await
     .unwrap();
-    let ca = std::fs::read(&director.ca_cert_path).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(600))
-        .build()
-        .unwrap();
-    let creds = std::fs::read_to_string(dir.join("credentials.yml")).unwrap();
-    let password = creds
-        .lines()
-        .find_map(|l| l.strip_prefix("password: "))
-        .unwrap()
-        .to_owned();
+    let (client, password) = director_client(&director, &dir, Duration::from_secs(600));
     let mut w = World {
         director: Some(director),
         client,
@@ -608,7 +522,7 @@ async fn deploy_on_docker_keeps_disks_across_recreate_and_deletes_cleanly() {
         w.upload("stemcells", &stemcell),
     )
     .await;
-    let release = greeter_tarball(&work);
+    let release = greeter_tarball(&work, "greeter", None);
     timed("upload-release", w.upload("releases", &release)).await;
     let resp = w
         .client

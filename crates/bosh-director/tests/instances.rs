@@ -4,171 +4,20 @@
 //! directly (rows plus `vms::vm_create`), so these tests do not depend on the deploy task.
 
 mod common;
+#[path = "common/deploy_world.rs"]
+mod deploy_world;
 
-use bosh_director::config::DirectorConfig;
-use bosh_director::server::{DirectorOptions, RunningDirector, director_start};
 use bosh_director::vms::{self, VmSpec};
 use bosh_types::ids::StemcellCid;
+use deploy_world::{World, processes_mentioning};
 use serde_json::{Value, json};
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_owned()
-}
-
-/// The `bosh-agent` binary, built into this test's target dir on first use (or
-/// `$BOSH_AGENT_BIN`).
-fn agent_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("BOSH_AGENT_BIN") {
-            return PathBuf::from(p);
-        }
-        let dir = profile_dir();
-        let target = dir.parent().unwrap();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args([
-            "build",
-            "--quiet",
-            "-p",
-            "bosh-agent",
-            "--bin",
-            "bosh-agent",
-        ])
-        .arg("--target-dir")
-        .arg(target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if dir.file_name().and_then(|n| n.to_str()) == Some("release") {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().unwrap();
-        let path = dir.join("bosh-agent");
-        assert!(
-            path.is_file(),
-            "building bosh-agent failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        path
-    })
-}
-
-/// Live (not zombie) processes whose command line or environment mention `needle`.
-fn processes_mentioning(needle: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next());
-            !matches!(state, Some("Z") | Some("X") | None)
-        })
-        .filter(|pid| {
-            let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
-            let hay = [read("cmdline"), read("environ")].concat();
-            hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-        })
-        .collect()
-}
 
 const STEMCELL: &str = "bosh-sim-debian-bookworm-go_agent";
 
-struct World {
-    _dir: tempfile::TempDir,
-    dir: PathBuf,
-    director: RunningDirector,
-    client: reqwest::Client,
-    password: String,
-}
-
 impl World {
-    async fn start() -> World {
-        let tmp = common::data_dir();
-        let dir = tmp.path().to_owned();
-        let mut opts =
-            DirectorOptions::new(dir.clone(), "127.0.0.1:0", "sim", DirectorConfig::default());
-        opts.agent_command = Some(vec![agent_bin().display().to_string()]);
-        let director = director_start(opts).await.unwrap();
-        let ca = std::fs::read(&director.ca_cert_path).unwrap();
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(300))
-            .build()
-            .unwrap();
-        let creds = std::fs::read_to_string(dir.join("credentials.yml")).unwrap();
-        let password = creds
-            .lines()
-            .find_map(|l| l.strip_prefix("password: "))
-            .unwrap()
-            .to_owned();
-        World {
-            _dir: tmp,
-            dir,
-            director,
-            client,
-            password,
-        }
-    }
-
-    fn db(&self) -> &bosh_director::db::Db {
-        &self.director.state.db
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.director.url))
-            .basic_auth("admin", Some(&self.password))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn delete(&self, path: &str) -> reqwest::Response {
-        self.client
-            .delete(format!("{}{path}", self.director.url))
-            .basic_auth("admin", Some(&self.password))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn task_wait(&self, id: i64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let task: Value = self
-                .get(&format!("/tasks/{id}"))
-                .await
-                .json()
-                .await
-                .unwrap();
-            if ["done", "error", "cancelled"].contains(&task["state"].as_str().unwrap()) {
-                return task;
-            }
-            assert!(Instant::now() < deadline, "task {id} did not end");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Follows a task endpoint's 302 and waits for the task.
-    async fn task_follow(&self, resp: reqwest::Response) -> (i64, Value) {
-        assert_eq!(resp.status(), 302, "{}", resp.text().await.unwrap());
-        let location = resp.headers()["location"].to_str().unwrap().to_owned();
-        let id: i64 = location.trim_start_matches("/tasks/").parse().unwrap();
-        (id, self.task_wait(id).await)
-    }
-
     /// A full listing through HTTP, as the CLI does it: the GET redirects to a task whose
     /// result output is JSON lines.
     async fn listing_full(&self, what: &str) -> (Value, Vec<Value>) {
@@ -191,38 +40,7 @@ impl World {
 
     async fn upload_stemcell(&self) {
         let work = tempfile::tempdir().unwrap();
-        let path = work.path().join("stemcell.tgz");
-        bosh_stemcell::sim::build_sim_stemcell(&bosh_stemcell::sim::SimStemcellOptions::new(&path))
-            .unwrap();
-        let resp = self
-            .client
-            .post(format!("{}/stemcells", self.director.url))
-            .basic_auth("admin", Some(&self.password))
-            .header("Content-Type", "application/x-compressed")
-            .body(std::fs::read(&path).unwrap())
-            .send()
-            .await
-            .unwrap();
-        let (_, task) = self.task_follow(resp).await;
-        assert_eq!(task["state"], "done", "{task}");
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        let row: (i64,) = sqlx::query_as(sql)
-            .fetch_one(self.db().pool())
-            .await
-            .unwrap();
-        row.0
-    }
-
-    fn sim_root(&self) -> PathBuf {
-        self.dir.join("sim-cpi")
-    }
-
-    fn vms_alive(&self) -> usize {
-        std::fs::read_dir(self.sim_root().join("vms"))
-            .map(|d| d.count())
-            .unwrap_or(0)
+        self.upload_sim_stemcell(work.path()).await;
     }
 
     /// An instance row; `ip` goes into its apply spec (and a reservation when it gets a VM).
@@ -288,7 +106,7 @@ impl World {
             task_id: None,
             agent_wait: Duration::from_secs(120),
         };
-        let vm = vms::vm_create(self.db(), &self.director.state.services, spec)
+        let vm = vms::vm_create(self.db(), &self.state().services, spec)
             .await
             .unwrap();
         vms::ip_assign_vm(self.db(), "default", addr, vm.id)
@@ -329,27 +147,6 @@ impl World {
         .await
         .unwrap();
         out
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        // Kill anything left under the sim root (agents, jobs) so a failing test leaks nothing.
-        let needle = self.sim_root().display().to_string();
-        for pid in processes_mentioning(&needle) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-        if std::thread::panicking()
-            && let Ok(rd) = std::fs::read_dir(self.sim_root().join("logs"))
-        {
-            for e in rd.flatten() {
-                eprintln!(
-                    "--- {} ---\n{}",
-                    e.path().display(),
-                    std::fs::read_to_string(e.path()).unwrap_or_default()
-                );
-            }
-        }
     }
 }
 
@@ -484,7 +281,7 @@ async fn listings_report_agents_and_delete_deployment_leaves_nothing() {
     assert_ne!(l0["job_state"], "unresponsive agent");
 
     // delete-deployment: every VM and agent gone, IPs freed, the disk orphaned.
-    assert_eq!(w.count("SELECT COUNT(*) FROM ip_addresses").await, 2);
+    assert_eq!(w.db_count("SELECT COUNT(*) FROM ip_addresses").await, 2);
     let (id, task) = w.task_follow(w.delete("/deployments/dep?").await).await;
     assert_eq!(task["state"], "done", "{task}");
     assert_eq!(task["result"], "/deployments/dep");
@@ -502,7 +299,7 @@ async fn listings_report_agents_and_delete_deployment_leaves_nothing() {
         ("deployments", 0),
     ] {
         assert_eq!(
-            w.count(&format!("SELECT COUNT(*) FROM {table}")).await,
+            w.db_count(&format!("SELECT COUNT(*) FROM {table}")).await,
             n,
             "{table}"
         );
@@ -534,8 +331,10 @@ async fn listings_report_agents_and_delete_deployment_leaves_nothing() {
     );
     // An audit event pair per instance.
     assert_eq!(
-        w.count("SELECT COUNT(*) FROM events WHERE object_type = 'instance' AND action = 'delete'")
-            .await,
+        w.db_count(
+            "SELECT COUNT(*) FROM events WHERE object_type = 'instance' AND action = 'delete'"
+        )
+        .await,
         6
     );
 
@@ -571,7 +370,7 @@ async fn a_deployment_without_vms_deletes_cleanly_and_ignored_instances_block_it
             .contains("ignored instance"),
         "{task}"
     );
-    assert_eq!(w.count("SELECT COUNT(*) FROM deployments").await, 1);
+    assert_eq!(w.db_count("SELECT COUNT(*) FROM deployments").await, 1);
 
     sqlx::query("UPDATE instances SET ignored = 0 WHERE id = $1")
         .bind(id)
@@ -580,8 +379,8 @@ async fn a_deployment_without_vms_deletes_cleanly_and_ignored_instances_block_it
         .unwrap();
     let (_, task) = w.task_follow(w.delete("/deployments/dep").await).await;
     assert_eq!(task["state"], "done", "{task}");
-    assert_eq!(w.count("SELECT COUNT(*) FROM instances").await, 0);
-    assert_eq!(w.count("SELECT COUNT(*) FROM deployments").await, 0);
+    assert_eq!(w.db_count("SELECT COUNT(*) FROM instances").await, 0);
+    assert_eq!(w.db_count("SELECT COUNT(*) FROM deployments").await, 0);
     let listing = w.get("/deployments/dep/vms?format=full").await;
     assert_eq!(listing.status(), 404);
 }

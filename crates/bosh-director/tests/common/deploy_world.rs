@@ -65,25 +65,19 @@ pub struct World {
 
 impl World {
     pub async fn start() -> World {
+        World::start_with(|_| {}).await
+    }
+
+    /// Like [`World::start`], with `customize` applied to the director's options first.
+    pub async fn start_with(customize: impl FnOnce(&mut DirectorOptions)) -> World {
         let tmp = common::data_dir();
         let dir = tmp.path().to_owned();
         let mut opts =
             DirectorOptions::new(dir.clone(), "127.0.0.1:0", "sim", DirectorConfig::default());
         opts.agent_command = Some(vec![agent_bin().display().to_string()]);
+        customize(&mut opts);
         let director = director_start(opts).await.unwrap();
-        let ca = std::fs::read(&director.ca_cert_path).unwrap();
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(300))
-            .build()
-            .unwrap();
-        let creds = std::fs::read_to_string(dir.join("credentials.yml")).unwrap();
-        let password = creds
-            .lines()
-            .find_map(|l| l.strip_prefix("password: "))
-            .unwrap()
-            .to_owned();
+        let (client, password) = director_client(&director, &dir, Duration::from_secs(300));
         World {
             _dir: tmp,
             dir,
@@ -97,25 +91,53 @@ impl World {
         &self.director.as_ref().unwrap().url
     }
 
+    pub fn state(&self) -> &bosh_director::api::AppState {
+        &self.director.as_ref().unwrap().state
+    }
+
+    pub fn db(&self) -> &bosh_director::db::Db {
+        &self.state().db
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url()))
+            .basic_auth("admin", Some(&self.password))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(format!("{}{path}", self.url()))
+            .basic_auth("admin", Some(&self.password))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn task_wait(&self, id: i64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let task: Value = self
-                .client
-                .get(format!("{}/tasks/{id}", self.url()))
-                .basic_auth("admin", Some(&self.password))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if ["done", "error", "cancelled"].contains(&task["state"].as_str().unwrap()) {
-                return task;
-            }
-            assert!(Instant::now() < deadline, "task {id} did not end");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.task_wait_for(id, Duration::from_secs(600)).await
+    }
+
+    /// Waits up to `limit` for task `id` to end.
+    pub async fn task_wait_for(&self, id: i64, limit: Duration) -> Value {
+        task_poll(
+            &self.client,
+            self.url(),
+            &self.password,
+            id,
+            limit,
+            Duration::from_millis(200),
+        )
+        .await
+    }
+
+    /// Follows a task endpoint's 302 and waits for the task.
+    pub async fn task_follow(&self, resp: reqwest::Response) -> (i64, Value) {
+        let id = task_id(resp).await;
+        (id, self.task_wait(id).await)
     }
 
     pub async fn upload(&self, what: &str, path: &Path) {
@@ -129,14 +151,7 @@ impl World {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 302, "{}", resp.text().await.unwrap());
-        let id: i64 = resp.headers()["location"]
-            .to_str()
-            .unwrap()
-            .trim_start_matches("/tasks/")
-            .parse()
-            .unwrap();
-        let task = self.task_wait(id).await;
+        let (_, task) = self.task_follow(resp).await;
         assert_eq!(task["state"], "done", "{what}: {task}");
     }
 
@@ -166,9 +181,8 @@ impl World {
     }
 
     pub async fn db_count(&self, sql: &str) -> i64 {
-        let state = &self.director.as_ref().unwrap().state;
         let row: (i64,) = sqlx::query_as(sql)
-            .fetch_one(state.db.pool())
+            .fetch_one(self.db().pool())
             .await
             .unwrap();
         row.0
@@ -207,6 +221,68 @@ impl Drop for World {
                 std::fs::read_to_string(self.dir.join("nats/nats.log")).unwrap_or_default()
             );
         }
+    }
+}
+
+/// An HTTPS client trusting `director`'s CA (redirects not followed, requests limited to
+/// `timeout`) and the admin password from the data dir `dir`.
+pub fn director_client(
+    director: &RunningDirector,
+    dir: &Path,
+    timeout: Duration,
+) -> (reqwest::Client, String) {
+    let ca = std::fs::read(&director.ca_cert_path).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .build()
+        .unwrap();
+    let creds = std::fs::read_to_string(dir.join("credentials.yml")).unwrap();
+    let password = creds
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap()
+        .to_owned();
+    (client, password)
+}
+
+/// The task id of a task endpoint's answer, which must be a 302 to `/tasks/<id>`.
+pub async fn task_id(resp: reqwest::Response) -> i64 {
+    assert_eq!(resp.status(), 302, "{}", resp.text().await.unwrap());
+    resp.headers()["location"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/tasks/")
+        .parse()
+        .unwrap()
+}
+
+/// Polls `GET /tasks/<id>` every `interval` until the task ends; fails after `limit`.
+pub async fn task_poll(
+    client: &reqwest::Client,
+    url: &str,
+    password: &str,
+    id: i64,
+    limit: Duration,
+    interval: Duration,
+) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let task: Value = client
+            .get(format!("{url}/tasks/{id}"))
+            .basic_auth("admin", Some(password))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ["done", "error", "cancelled"].contains(&task["state"].as_str().unwrap()) {
+            return task;
+        }
+        assert!(Instant::now() < deadline, "task {id} did not end");
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -272,7 +348,13 @@ pub fn greeter_tarball(work: &Path, name: &str, libgreet_packaging: Option<&str>
     if let Some(script) = libgreet_packaging {
         std::fs::write(rel.join("packages/libgreet/packaging"), script).unwrap();
     }
-    let dir = bosh_release::release_dir::ReleaseDir::new(&rel);
+    dev_release_tarball(work, &rel, name, true)
+}
+
+/// Creates a dev release `name` from the release dir `rel` (its version asserted to be
+/// `0+dev.1` when `first` is set) and writes it as `work/<name>.tgz`.
+pub fn dev_release_tarball(work: &Path, rel: &Path, name: &str, first: bool) -> PathBuf {
+    let dir = bosh_release::release_dir::ReleaseDir::new(rel);
     let cache = bosh_release::index::ArchiveCache::new(work.join("cache"));
     let opts = bosh_release::create::CreateOptions {
         name: Some(name.to_owned()),
@@ -280,7 +362,9 @@ pub fn greeter_tarball(work: &Path, name: &str, libgreet_packaging: Option<&str>
         ..Default::default()
     };
     let release = bosh_release::create::create_release(&dir, cache, &opts, &mut |_| {}).unwrap();
-    assert_eq!(release.version, "0+dev.1");
+    if first {
+        assert_eq!(release.version, "0+dev.1");
+    }
     let out = work.join(format!("{name}.tgz"));
     release.write_tarball(&out).unwrap();
     out
@@ -310,14 +394,7 @@ impl World {
             .send()
             .await
             .unwrap();
-        assert_eq!(resp.status(), 302, "{}", resp.text().await.unwrap());
-        let id: i64 = resp.headers()["location"]
-            .to_str()
-            .unwrap()
-            .trim_start_matches("/tasks/")
-            .parse()
-            .unwrap();
-        (id, self.task_wait(id).await)
+        self.task_follow(resp).await
     }
 
     /// `(group, uuid, vm cid, agent id)` of every instance with a VM, by group then index.
@@ -435,31 +512,26 @@ pub fn release_tarball(work: &Path, name: &str, jobs: &[TestJob<'_>]) -> PathBuf
             std::fs::write(dir.join("templates").join(file), text).unwrap();
         }
     }
-    let dir = bosh_release::release_dir::ReleaseDir::new(&rel);
-    let cache = bosh_release::index::ArchiveCache::new(work.join("cache"));
-    let opts = bosh_release::create::CreateOptions {
-        name: Some(name.to_owned()),
-        force: true,
-        ..Default::default()
-    };
-    let release = bosh_release::create::create_release(&dir, cache, &opts, &mut |_| {}).unwrap();
-    let out = work.join(format!("{name}.tgz"));
-    release.write_tarball(&out).unwrap();
-    out
+    dev_release_tarball(work, &rel, name, false)
 }
 
 impl World {
     /// A director with the sim stemcell uploaded and `cloud_config` in place.
     pub async fn start_with_stemcell(work: &Path, cloud_config: &str) -> World {
         let w = World::start().await;
+        w.upload_sim_stemcell(work).await;
+        w.cloud_config_update(cloud_config).await;
+        w
+    }
+
+    /// Builds the sim stemcell as `work/stemcell.tgz` and uploads it.
+    pub async fn upload_sim_stemcell(&self, work: &Path) {
         let stemcell = work.join("stemcell.tgz");
         bosh_stemcell::sim::build_sim_stemcell(&bosh_stemcell::sim::SimStemcellOptions::new(
             &stemcell,
         ))
         .unwrap();
-        w.upload("stemcells", &stemcell).await;
-        w.cloud_config_update(cloud_config).await;
-        w
+        self.upload("stemcells", &stemcell).await;
     }
 
     /// `apply` requests the agent of one VM received.
