@@ -6,31 +6,9 @@ use bosh_types::validate::ValidationErrors;
 use bosh_yaml::Path;
 use std::fmt;
 
-/// One reason the deployment cannot be planned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanError {
-    /// Selector path of the manifest node; empty when no single node is at fault.
-    pub path: String,
-    /// 1-based manifest line, when known.
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl fmt::Display for PlanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)?;
-        } else {
-            write!(f, "{}: {}", self.path, self.message)?;
-        }
-        if let Some(line) = self.line {
-            write!(f, " (line {line})")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for PlanError {}
+/// One reason the deployment cannot be planned: the same shape as a validation error (a
+/// selector path, a line, a message), so both print alike.
+pub use bosh_types::validate::ValidationError as PlanError;
 
 /// Every problem found before planning stopped, one per line when displayed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
