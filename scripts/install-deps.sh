@@ -19,6 +19,10 @@ declare -A needs=(
   # docker stemcells are debootstrapped Debian; the docker CPI's tests import a busybox rootfs
   [debootstrap]=debootstrap
   [busybox]=busybox-static
+  # `bosh-rs ssh`/`scp`: key pairs and the sessions themselves
+  [ssh]=openssh-client
+  [ssh-keygen]=openssh-client
+  [scp]=openssh-client
 )
 
 missing=()

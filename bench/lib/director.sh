@@ -8,6 +8,9 @@ director_start() {
   local dir=$1 deadline line
   shift
   mkdir -p "${dir}"
+  # A restart in the same dir must not read the previous run's address before the new
+  # process truncates the file.
+  rm -f "${dir}/director.out"
   "${BOSH_DIRECTOR}" --data-dir "${dir}" --listen 127.0.0.1:0 --cpi sim "$@" \
     >"${dir}/director.out" 2>"${dir}/director.err" &
   DIRECTOR_PID=$!

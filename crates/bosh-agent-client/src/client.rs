@@ -101,11 +101,16 @@ impl Drop for PendingGuard {
     }
 }
 
+/// Told the method and the round trip (request sent → reply received) of every answered
+/// request; the director feeds its metrics from it.
+pub type RoundTripObserver = Arc<dyn Fn(&str, Duration) + Send + Sync>;
+
 struct Shared {
     nats: async_nats::Client,
     config: AgentClientConfig,
     pending: Pending,
     dispatcher: tokio::task::JoinHandle<()>,
+    observer: std::sync::OnceLock<RoundTripObserver>,
 }
 
 impl Drop for Shared {
@@ -169,6 +174,7 @@ impl AgentClient {
                 config,
                 pending,
                 dispatcher,
+                observer: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -180,6 +186,11 @@ impl AgentClient {
     /// The underlying connection.
     pub fn nats(&self) -> &async_nats::Client {
         &self.shared.nats
+    }
+
+    /// Sets the round-trip observer (once per client; later calls are ignored).
+    pub fn round_trip_observer_set(&self, observer: RoundTripObserver) {
+        let _ = self.shared.observer.set(observer);
     }
 
     /// Requests waiting for a reply right now.
@@ -240,6 +251,7 @@ impl AgentClient {
             request_id: request_id.clone(),
         };
         tracing::debug!(agent_id, method, request_id, "sending agent request");
+        let sent = std::time::Instant::now();
         self.publish(
             agent_id,
             method,
@@ -248,7 +260,12 @@ impl AgentClient {
         )
         .await?;
         let payload = match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(payload)) => payload,
+            Ok(Ok(payload)) => {
+                if let Some(observe) = self.shared.observer.get() {
+                    observe(method, sent.elapsed());
+                }
+                payload
+            }
             Ok(Err(_)) => {
                 return Err(AgentError::Connection {
                     what: "agent reply dispatcher stopped".into(),

@@ -94,6 +94,40 @@ struct RawConfig {
     nats: NatsConfig,
     #[serde(default)]
     docker: DockerConfig,
+    #[serde(default)]
+    hm: crate::hm::HmConfig,
+    #[serde(default)]
+    deploy: DeployConfig,
+    #[serde(default)]
+    sim: SimConfig,
+}
+
+/// `deploy:`: director-wide budgets of the deploy path.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeployConfig {
+    /// How many VMs "Creating missing vms" creates at once (a sliding window).
+    pub vm_create_concurrency: usize,
+}
+
+impl Default for DeployConfig {
+    fn default() -> Self {
+        DeployConfig {
+            vm_create_concurrency: 32,
+        }
+    }
+}
+
+/// `sim:`: latency injection and simulated agents for `--cpi sim` (benchmarks, scale tests).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    /// How long every `create_vm` takes before it returns.
+    pub create_vm_delay_ms: u64,
+    /// How long a simulated agent takes to boot before it dials NATS.
+    pub agent_boot_delay_ms: u64,
+    /// VMs get an in-process simulated agent instead of a `bosh-agent` process.
+    pub simulated_agents: bool,
 }
 
 /// `docker:`: the Docker engine and network of `--cpi docker` (see the module docs).
@@ -413,6 +447,10 @@ pub struct DirectorConfig {
     pub blobstore: BlobstoreConfig,
     pub nats: NatsConfig,
     pub docker: DockerConfig,
+    /// `hm:`: the health monitor and resurrector.
+    pub hm: crate::hm::HmConfig,
+    pub deploy: DeployConfig,
+    pub sim: SimConfig,
 }
 
 impl Default for DirectorConfig {
@@ -426,6 +464,9 @@ impl Default for DirectorConfig {
             blobstore: BlobstoreConfig::default(),
             nats: NatsConfig::default(),
             docker: DockerConfig::default(),
+            hm: crate::hm::HmConfig::default(),
+            deploy: DeployConfig::default(),
+            sim: SimConfig::default(),
         }
     }
 }
@@ -465,6 +506,9 @@ impl DirectorConfig {
         if raw.workers == Some(0) {
             return Err(invalid("workers must be at least 1"));
         }
+        if raw.deploy.vm_create_concurrency == 0 {
+            return Err(invalid("deploy.vm_create_concurrency must be at least 1"));
+        }
         if raw
             .users
             .iter()
@@ -486,6 +530,9 @@ impl DirectorConfig {
             blobstore,
             nats: raw.nats,
             docker: raw.docker,
+            hm: raw.hm,
+            deploy: raw.deploy,
+            sim: raw.sim,
         })
     }
 }
@@ -499,6 +546,26 @@ mod tests {
         let c = DirectorConfig::parse("", Path::new("c.yml")).unwrap();
         assert_eq!(c.workers, 3);
         assert!(c.database_url.is_none());
+    }
+
+    #[test]
+    fn deploy_and_sim_blocks_are_read() {
+        let c = DirectorConfig::parse("", Path::new("c.yml")).unwrap();
+        assert_eq!(c.deploy.vm_create_concurrency, 32);
+        assert!(!c.sim.simulated_agents);
+        let c = DirectorConfig::parse(
+            "deploy: {vm_create_concurrency: 250}\nsim: {create_vm_delay_ms: 20, simulated_agents: true}\n",
+            Path::new("c.yml"),
+        )
+        .unwrap();
+        assert_eq!(c.deploy.vm_create_concurrency, 250);
+        assert_eq!(c.sim.create_vm_delay_ms, 20);
+        assert_eq!(c.sim.agent_boot_delay_ms, 0);
+        assert!(c.sim.simulated_agents);
+        assert!(
+            DirectorConfig::parse("deploy: {vm_create_concurrency: 0}\n", Path::new("c.yml"))
+                .is_err()
+        );
     }
 
     #[test]

@@ -56,6 +56,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "config_server",
         include_str!("../migrations/sqlite/0004_config_server.sql"),
     ),
+    (
+        5,
+        "day2",
+        include_str!("../migrations/sqlite/0005_day2.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -77,6 +82,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "config_server",
         include_str!("../migrations/postgres/0004_config_server.sql"),
+    ),
+    (
+        5,
+        "day2",
+        include_str!("../migrations/postgres/0005_day2.sql"),
     ),
 ];
 

@@ -16,7 +16,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SanType,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -290,8 +290,9 @@ pub fn nats_config_render<'a>(
     agent_ids: impl IntoIterator<Item = &'a str>,
 ) -> String {
     let mut users = String::new();
+    // The health monitor runs inside the director, on its connection: it reads `hm.agent.*`.
     users.push_str(&format!(
-        "    {{ user: {:?}, permissions: {{ publish: [\"agent.*\", \"hm.director.alert\"], subscribe: [\"director.>\"] }} }}\n",
+        "    {{ user: {:?}, permissions: {{ publish: [\"agent.*\", \"hm.director.alert\"], subscribe: [\"director.>\", \"hm.agent.heartbeat.*\", \"hm.agent.alert.*\", \"hm.agent.shutdown.*\"] }} }}\n",
         bosh_subject(DIRECTOR_CN)
     ));
     users.push_str(&format!(
@@ -343,6 +344,10 @@ pub struct EmbeddedNats {
     dir: PathBuf,
     bin: String,
     state: tokio::sync::Mutex<ServerState>,
+    /// User changes not yet written (agent id → add or remove). Whoever holds `state` next
+    /// writes them all with one reload: at thousands of VMs created at once a reload per
+    /// agent would serialise VM creation behind nats-server.
+    pending: Mutex<BTreeMap<String, bool>>,
     stop: watch::Sender<bool>,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -395,6 +400,7 @@ impl EmbeddedNats {
             dir: dir.to_owned(),
             bin: nats_server_bin(),
             state: tokio::sync::Mutex::new(ServerState { agents }),
+            pending: Mutex::new(BTreeMap::new()),
             stop,
             supervisor: Mutex::new(None),
         });
@@ -513,22 +519,74 @@ impl EmbeddedNats {
     /// Adds an agent's users and reloads. The reload is asynchronous in nats-server; callers
     /// that need the user in place poll (see `Agents::agent_register`).
     pub async fn agent_add(&self, agent_id: &str) -> Result<(), NatsError> {
-        let mut state = self.state.lock().await;
-        if state.agents.insert(agent_id.to_owned()) {
-            self.config_write(&state.agents)?;
-            self.reload().await?;
-        }
-        Ok(())
+        self.change_queue(agent_id, true).await
     }
 
     /// Removes an agent's users and reloads.
     pub async fn agent_remove(&self, agent_id: &str) -> Result<(), NatsError> {
+        self.change_queue(agent_id, false).await
+    }
+
+    /// Queues a user change and returns once it is written and a reload signalled: changes
+    /// queued while a reload runs are written together by the next lock holder (group
+    /// commit), so N concurrent registrations cost a few reloads, not N. A failed write or
+    /// reload is reported to the caller that ran it; the others see their user missing when
+    /// they probe.
+    async fn change_queue(&self, agent_id: &str, add: bool) -> Result<(), NatsError> {
+        if let Ok(mut p) = self.pending.lock() {
+            p.insert(agent_id.to_owned(), add);
+        }
         let mut state = self.state.lock().await;
-        if state.agents.remove(agent_id) {
+        let batch = self
+            .pending
+            .lock()
+            .map(|mut p| std::mem::take(&mut *p))
+            .unwrap_or_default();
+        let mut changed = false;
+        for (id, add) in batch {
+            changed |= if add {
+                state.agents.insert(id)
+            } else {
+                state.agents.remove(&id)
+            };
+        }
+        if changed {
+            let log_from = self.log_len();
             self.config_write(&state.agents)?;
             self.reload().await?;
+            self.reload_applied_wait(log_from, Duration::from_secs(5))
+                .await;
         }
         Ok(())
+    }
+
+    fn log_len(&self) -> u64 {
+        std::fs::metadata(self.log_path()).map_or(0, |m| m.len())
+    }
+
+    /// Waits until nats-server logs the outcome of the reload signalled after `log_from`
+    /// bytes of its log. The reload is asynchronous: without this, every new agent's
+    /// registration probes NATS with TLS handshakes until its user appears, and hundreds of
+    /// concurrent registrations then spend the CPU on failed handshakes.
+    async fn reload_applied_wait(&self, log_from: u64, limit: Duration) {
+        use std::io::{Read, Seek, SeekFrom};
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let mut text = String::new();
+            if let Ok(mut f) = std::fs::File::open(self.log_path())
+                && f.seek(SeekFrom::Start(log_from)).is_ok()
+            {
+                let _ = f.read_to_string(&mut text);
+            }
+            if text.contains("Reloaded server configuration") || text.contains("Failed to reload") {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(after = ?limit, "nats-server did not log the reload's outcome");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Stops the child and its supervisor.

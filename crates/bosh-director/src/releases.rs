@@ -572,8 +572,8 @@ pub async fn blob_store_by_content(
     Ok(stored)
 }
 
-/// Deletes blobs no row refers to any more.
-async fn blobs_collect(
+/// Deletes blobs no row refers to any more (also used by clean-up).
+pub(crate) async fn blobs_collect(
     db: &Db,
     blobstore: &dyn Blobstore,
     ids: BTreeSet<String>,
@@ -605,7 +605,7 @@ async fn blobs_collect(
 // ---------------------------------------------------------------------------------------
 // update_release
 
-fn release_lock(name: &str) -> LockSpec {
+pub(crate) fn release_lock(name: &str) -> LockSpec {
     LockSpec {
         lock_type: "release".to_owned(),
         resource: vec![name.to_owned()],
@@ -1210,7 +1210,9 @@ impl TaskJob for DeleteReleaseJob {
 }
 
 impl DeleteReleaseJob {
-    async fn delete(
+    /// Deletes a release or one version of it (also used by clean-up); the caller holds the
+    /// release lock.
+    pub async fn delete(
         &self,
         ctx: &TaskContext,
         name: &str,

@@ -110,6 +110,9 @@ impl RunningDirector {
     pub async fn shutdown(self) {
         self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
         let _ = self.server.await;
+        if let Some(hm) = &self.state.hm {
+            hm.stop().await;
+        }
         if let Some(nats) = &self.nats {
             nats.shutdown().await;
         }
@@ -161,6 +164,7 @@ async fn cpi_build(
     mbus_url: &str,
     agent_command: Vec<String>,
     docker_config: &crate::config::DockerConfig,
+    sim_config: &crate::config::SimConfig,
 ) -> Result<Option<Arc<dyn bosh_cpi::Cpi>>, StartError> {
     match cpi {
         "sim" => {
@@ -179,7 +183,17 @@ async fn cpi_build(
                     .map(str::to_owned)
                     .to_vec(),
             };
-            let sim = bosh_cpi::SimCpi::new(config).map_err(|e| StartError::Cpi(e.to_string()))?;
+            let sim = bosh_cpi::SimCpi::new(config)
+                .map_err(|e| StartError::Cpi(e.to_string()))?
+                .options_set(bosh_cpi::sim::SimOptions {
+                    create_vm_delay: std::time::Duration::from_millis(
+                        sim_config.create_vm_delay_ms,
+                    ),
+                    agent_boot_delay: std::time::Duration::from_millis(
+                        sim_config.agent_boot_delay_ms,
+                    ),
+                    simulated_agents: sim_config.simulated_agents,
+                });
             Ok(Some(Arc::new(sim)))
         }
         "docker" => {
@@ -550,6 +564,7 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
             .clone()
             .unwrap_or_else(agent_command_default),
         &opts.config.docker,
+        &opts.config.sim,
     )
     .await
     {
@@ -561,6 +576,16 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
             return Err(e);
         }
     };
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let observed = metrics.clone();
+    agents
+        .client()
+        .round_trip_observer_set(Arc::new(move |method, took| {
+            observed.nats_round_trip_observe(method, took)
+        }));
+    let cpi = cpi.map(|c| {
+        Arc::new(crate::metrics::MeteredCpi::new(c, metrics.clone())) as Arc<dyn bosh_cpi::Cpi>
+    });
     let services = Services {
         data_dir: dir.clone(),
         blobstore,
@@ -568,6 +593,7 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
         cpi_name: opts.cpi.clone(),
         agents: Some(agents),
         agent_env,
+        metrics,
     };
     // Upload bodies left by a previous run belong to tasks that were ended above or will
     // be ended by recovery; they are never read again.
@@ -581,6 +607,7 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
         Arc::new(crate::deploy::DeployJob {
             services: svc(),
             director_name: opts.config.name.clone(),
+            vm_create_concurrency: opts.config.deploy.vm_create_concurrency,
         }),
     );
     registry.register(
@@ -603,6 +630,7 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
         DELETE_RELEASE,
         Arc::new(DeleteReleaseJob { services: svc() }),
     );
+    crate::day2::tasks_register(&mut registry, &services, &opts.config.name);
     for (name, job) in &opts.extra_jobs {
         registry.register(name, job.clone());
     }
@@ -620,6 +648,21 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
         );
     }
     queue.workers_start(opts.config.workers);
+    let hm = match crate::hm::HealthMonitor::start(
+        opts.config.hm.clone(),
+        db.clone(),
+        services.clone(),
+        queue.clone(),
+    )
+    .await
+    {
+        Ok(hm) => hm,
+        // Deploys still work without it; say so loudly.
+        Err(e) => {
+            tracing::error!(error = %e, "health monitor not started");
+            None
+        }
+    };
 
     let state = AppState {
         db,
@@ -633,6 +676,7 @@ pub async fn director_start(opts: DirectorOptions) -> Result<RunningDirector, St
         }),
         services,
         dav,
+        hm,
     };
 
     let handle = axum_server::Handle::new();

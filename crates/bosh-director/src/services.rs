@@ -21,6 +21,8 @@ pub struct Services {
     /// What every new VM's `env.bosh` gets from the director besides its mbus certificate:
     /// `blobstores` (the director's DAV endpoint with the agents' credentials).
     pub agent_env: AgentEnvDefaults,
+    /// Prometheus series the tasks record into (`GET /metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Director-wide parts of the agent env (cpi-protocol.md §4, agent-protocol.md §5.3).

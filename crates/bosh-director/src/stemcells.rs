@@ -161,7 +161,7 @@ pub async fn stemcell_view_list(db: &Db) -> Result<Vec<StemcellView>, DbError> {
     Ok(out)
 }
 
-fn stemcell_lock(name: &str) -> LockSpec {
+pub(crate) fn stemcell_lock(name: &str) -> LockSpec {
     LockSpec {
         lock_type: "stemcells".to_owned(),
         resource: vec![name.to_owned()],
@@ -362,42 +362,56 @@ impl TaskJob for DeleteStemcellJob {
             context,
             async {
                 ctx.lock(&stemcell_lock(&name)).await?;
-                let slug = format!("{name}/{version}");
-                let stemcell = stemcell_fetch(ctx.db(), &name, &version)
-                    .await?
-                    .ok_or_else(|| {
-                        TaskError::failed(
-                            STEMCELL_NOT_FOUND,
-                            format!("Stemcell '{slug}' doesn't exist"),
-                        )
-                    })?;
-                let users = stemcell_deployments(ctx.db(), &stemcell).await?;
-                if !users.is_empty() {
-                    return Err(TaskError::failed(
-                        STEMCELL_IN_USE,
-                        format!("Stemcell '{slug}' is still in use by: {}", users.join(", ")),
-                    ));
-                }
-                let stage = ctx
-                    .events()
-                    .stage("Deleting stemcell from cloud", &[], Some(1));
-                let t = stage.task(&format!("Delete stemcell {slug} ({})", stemcell.cid));
-                let cpi = self.services.task_cpi(ctx)?;
-                if let Ok(cid) = StemcellCid::new(stemcell.cid.clone())
-                    && let Err(e) = cpi.delete_stemcell(&cid).await
-                {
-                    let message = format!("Deleting stemcell {slug}: {}", error_text(&e));
-                    if !force {
-                        t.failed(&message);
-                        return Err(TaskError::failed(100, message));
-                    }
-                    ctx.info(&format!("{message} (ignored: force)"));
-                }
-                stemcell_delete(ctx.db(), stemcell.id).await?;
-                t.finished();
-                Ok((format!("Deleted stemcell '{slug}'"), None))
+                Ok((self.delete(ctx, &name, &version, force).await?, None))
             },
         )
         .await
+    }
+}
+
+impl DeleteStemcellJob {
+    /// Deletes an unused stemcell from the cloud and the database (also used by clean-up);
+    /// the caller holds the stemcell lock.
+    pub async fn delete(
+        &self,
+        ctx: &TaskContext,
+        name: &str,
+        version: &str,
+        force: bool,
+    ) -> Result<String, TaskError> {
+        let slug = format!("{name}/{version}");
+        let stemcell = stemcell_fetch(ctx.db(), name, version)
+            .await?
+            .ok_or_else(|| {
+                TaskError::failed(
+                    STEMCELL_NOT_FOUND,
+                    format!("Stemcell '{slug}' doesn't exist"),
+                )
+            })?;
+        let users = stemcell_deployments(ctx.db(), &stemcell).await?;
+        if !users.is_empty() {
+            return Err(TaskError::failed(
+                STEMCELL_IN_USE,
+                format!("Stemcell '{slug}' is still in use by: {}", users.join(", ")),
+            ));
+        }
+        let stage = ctx
+            .events()
+            .stage("Deleting stemcell from cloud", &[], Some(1));
+        let t = stage.task(&format!("Delete stemcell {slug} ({})", stemcell.cid));
+        let cpi = self.services.task_cpi(ctx)?;
+        if let Ok(cid) = StemcellCid::new(stemcell.cid.clone())
+            && let Err(e) = cpi.delete_stemcell(&cid).await
+        {
+            let message = format!("Deleting stemcell {slug}: {}", error_text(&e));
+            if !force {
+                t.failed(&message);
+                return Err(TaskError::failed(100, message));
+            }
+            ctx.info(&format!("{message} (ignored: force)"));
+        }
+        stemcell_delete(ctx.db(), stemcell.id).await?;
+        t.finished();
+        Ok(format!("Deleted stemcell '{slug}'"))
     }
 }

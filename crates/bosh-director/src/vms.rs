@@ -70,6 +70,79 @@ pub struct VmSpec {
     pub agent_wait: Duration,
 }
 
+/// What an instance's VM is made from, kept on the instance (`instances.vm_spec`) so a lost VM
+/// can be recreated as it was, without a new plan (resurrector, cloud check, instance
+/// operations). It holds the user's env only: certificates and credentials are added per VM.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoredVmSpec {
+    pub stemcell_name: String,
+    pub stemcell_version: String,
+    pub stemcell_cid: StemcellCid,
+    pub cloud_properties: CloudProperties,
+    pub networks: Networks,
+    pub env: Map<String, Value>,
+    pub group: String,
+    pub groups: Vec<String>,
+    pub metadata: Metadata,
+}
+
+impl VmSpec {
+    pub fn stored(&self) -> StoredVmSpec {
+        StoredVmSpec {
+            stemcell_name: self.stemcell_name.clone(),
+            stemcell_version: self.stemcell_version.clone(),
+            stemcell_cid: self.stemcell_cid.clone(),
+            cloud_properties: self.cloud_properties.clone(),
+            networks: self.networks.clone(),
+            env: self.env.clone(),
+            group: self.group.clone(),
+            groups: self.groups.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    /// The spec of a new VM for instance row `instance_id` made as `stored` says.
+    pub fn from_stored(
+        stored: StoredVmSpec,
+        deployment: &str,
+        instance_id: i64,
+        task_id: Option<i64>,
+        agent_wait: Duration,
+    ) -> VmSpec {
+        VmSpec {
+            deployment: deployment.to_owned(),
+            instance_id: Some(instance_id),
+            stemcell_name: stored.stemcell_name,
+            stemcell_version: stored.stemcell_version,
+            stemcell_cid: stored.stemcell_cid,
+            cloud_properties: stored.cloud_properties,
+            networks: stored.networks,
+            env: stored.env,
+            group: stored.group,
+            groups: stored.groups,
+            metadata: stored.metadata,
+            compilation: false,
+            task_id,
+            agent_wait,
+        }
+    }
+}
+
+/// The stored VM spec of an instance row, if it ever had a VM.
+pub async fn instance_vm_spec_fetch(
+    db: &Db,
+    instance_id: i64,
+) -> Result<Option<StoredVmSpec>, DbError> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT vm_spec FROM instances WHERE id = $1")
+            .bind(instance_id)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(row
+        .and_then(|r| r.0)
+        .and_then(|s| serde_json::from_str(&s).ok()))
+}
+
 /// A created VM whose agent answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Vm {
@@ -165,6 +238,15 @@ async fn vm_create_step(db: &Db, services: &Services, spec: &VmSpec) -> Result<V
     let agent_id = AgentId::new_v4();
     let agent = agent_id.to_string();
     let row = vm_row_insert(db, spec, &agent_id).await?;
+    if let Some(instance) = spec.instance_id {
+        let stored = serde_json::to_string(&spec.stored()).unwrap_or_else(|_| "{}".into());
+        sqlx::query("UPDATE instances SET vm_spec = $1 WHERE id = $2")
+            .bind(stored)
+            .bind(instance)
+            .execute(db.pool())
+            .await
+            .map_err(DbError::from)?;
+    }
 
     // Err((error, keep_row)): the row stays only when a created VM could not be deleted.
     let created: Result<Vm, (VmError, bool)> = async {

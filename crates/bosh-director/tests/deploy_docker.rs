@@ -3,7 +3,8 @@
 //! listen on the network's gateway, and the real `bosh-agent` in our docker stemcell (built,
 //! or `$BOSH_RS_DOCKER_STEMCELL`) runs in every container. The greeter release is compiled
 //! and deployed (2 servers with a persistent disk, a proxy), the proxy answers from this host,
-//! a file on a server's disk survives `recreate=true` (new container, same volume), and
+//! a file on a server's disk survives `recreate=true` (new container, same volume) and a
+//! killed container (the health monitor's resurrector makes a new one on the same volume), and
 //! delete-deployment leaves no container, volume or IP reservation.
 //!
 //! Everything the test makes carries a unique name prefix; a guard removes whatever is left
@@ -484,6 +485,12 @@ async fn deploy_on_docker_keeps_disks_across_recreate_and_deletes_cleanly() {
             name_prefix: prefix.clone(),
             ..DockerConfig::default()
         },
+        // A short window, so the resurrection below happens within seconds.
+        hm: bosh_director::hm::HmConfig {
+            unresponsive_timeout: 3.0,
+            resurrection_delay: 0.5,
+            ..Default::default()
+        },
         ..DirectorConfig::default()
     };
     let director = director_start(DirectorOptions::new(
@@ -598,6 +605,53 @@ async fn deploy_on_docker_keeps_disks_across_recreate_and_deletes_cleanly() {
         .2;
     let (code, out) = exec(&docker, cid0_new, "cat /var/vcap/store/marker").await;
     assert_eq!((code, out.trim()), (0, "kept-by-the-disk"));
+    let answer = http_get(&format!("{proxy_ip}:8000")).await;
+    assert!(answer.contains("Hello from a container!"), "{answer}");
+
+    // A lost VM: its container is killed behind the director's back. The health monitor
+    // notices the silent agent and the resurrector recreates the VM with the same disk and IP.
+    timed("container killed → resurrected", async {
+        docker
+            .kill_container(
+                cid0_new,
+                None::<bollard::query_parameters::KillContainerOptions>,
+            )
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let now = w.instances().await;
+            let g0 = now.iter().find(|i| i.0 == "greeter" && i.1 == 0).cloned();
+            if let Some((_, _, cid, agent, ip)) = g0
+                && &cid != cid0_new
+            {
+                assert_eq!(
+                    ip,
+                    after
+                        .iter()
+                        .find(|i| i.0 == "greeter" && i.1 == 0)
+                        .unwrap()
+                        .4
+                );
+                let state = agents.client().get_state_value(&agent, false).await;
+                if state.is_ok_and(|s| s["job_state"] == "running") {
+                    let (code, out) = exec(&docker, &cid, "cat /var/vcap/store/marker").await;
+                    assert_eq!((code, out.trim()), (0, "kept-by-the-disk"));
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "greeter/0 was not resurrected: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    let resurrections = w
+        .count("SELECT COUNT(*) FROM tasks WHERE type = 'cck_scan_and_fix' AND state = 'done'")
+        .await;
+    assert!(resurrections >= 1, "no scan-and-fix task ran");
     let answer = http_get(&format!("{proxy_ip}:8000")).await;
     assert!(answer.contains("Hello from a container!"), "{answer}");
 

@@ -26,6 +26,24 @@ mod deploy;
 #[path = "director_events.rs"]
 mod events;
 
+#[path = "director_cck.rs"]
+mod cck;
+
+#[path = "director_instance_ops.rs"]
+mod instance_ops;
+
+#[path = "director_disks.rs"]
+mod disks;
+
+#[path = "director_logs.rs"]
+mod logs;
+
+#[path = "director_errands.rs"]
+mod errands;
+
+#[path = "director_resurrection.rs"]
+mod resurrection;
+
 #[derive(clap::Subcommand, Debug)]
 pub enum DirectorCommand {
     /// Show director details
@@ -128,6 +146,18 @@ pub enum DirectorCommand {
     Deploy(deploy::DeployCommand),
     #[command(flatten)]
     Events(events::EventCommand),
+    #[command(flatten)]
+    Cck(cck::CckCommand),
+    #[command(flatten)]
+    InstanceOps(instance_ops::InstanceOpsCommand),
+    #[command(flatten)]
+    Disks(disks::DisksCommand),
+    #[command(flatten)]
+    Logs(logs::LogsCommand),
+    #[command(flatten)]
+    Errands(errands::ErrandsCommand),
+    #[command(flatten)]
+    Resurrection(resurrection::ResurrectionCommand),
 }
 
 pub fn run(cmd: DirectorCommand, global: &GlobalOpts, ui: &mut Ui) -> anyhow::Result<()> {
@@ -230,6 +260,12 @@ pub fn run(cmd: DirectorCommand, global: &GlobalOpts, ui: &mut Ui) -> anyhow::Re
         DirectorCommand::Artifacts(c) => artifacts::run(c, global, &mut out),
         DirectorCommand::Deploy(c) => deploy::run(c, global, &mut out),
         DirectorCommand::Events(c) => events::run(c, global, &mut out),
+        DirectorCommand::Cck(c) => cck::run(c, global, &mut out),
+        DirectorCommand::InstanceOps(c) => instance_ops::run(c, global, &mut out),
+        DirectorCommand::Disks(c) => disks::run(c, global, &mut out),
+        DirectorCommand::Logs(c) => logs::run(c, global, &mut out),
+        DirectorCommand::Errands(c) => errands::run(c, global, &mut out),
+        DirectorCommand::Resurrection(c) => resurrection::run(c, global, &mut out),
     }
 }
 

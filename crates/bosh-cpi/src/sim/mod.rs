@@ -11,6 +11,7 @@
 
 mod disk;
 mod process;
+pub mod simulated_agent;
 mod stemcell;
 mod store;
 mod vm;
@@ -23,8 +24,22 @@ use bosh_types::ids::{DiskCid, StemcellCid, VmCid};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use process::AgentProcess;
+pub use simulated_agent::SimulatedAgents;
+
+/// Latency injection and simulated agents (benchmarks and scale tests); off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimOptions {
+    /// How long every `create_vm` takes before it returns.
+    pub create_vm_delay: Duration,
+    /// How long a simulated agent boots before it dials NATS.
+    pub agent_boot_delay: Duration,
+    /// VMs get an in-process [`simulated_agent`] instead of an agent process.
+    pub simulated_agents: bool,
+}
 
 /// The sim CPI's `-configPath` JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -116,6 +131,8 @@ pub enum SimConfigError {
 #[derive(Debug, Clone)]
 pub struct SimCpi {
     config: SimCpiConfig,
+    options: SimOptions,
+    simulated: Arc<SimulatedAgents>,
 }
 
 impl SimCpi {
@@ -125,7 +142,26 @@ impl SimCpi {
             std::fs::create_dir_all(&path)
                 .map_err(|source| SimConfigError::Layout { path, source })?;
         }
-        Ok(Self { config })
+        Ok(Self {
+            config,
+            options: SimOptions::default(),
+            simulated: Arc::new(SimulatedAgents::default()),
+        })
+    }
+
+    /// Turns on latency injection and/or simulated agents.
+    pub fn options_set(mut self, options: SimOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn options(&self) -> &SimOptions {
+        &self.options
+    }
+
+    /// The simulated agents running in this process.
+    pub fn simulated_agents(&self) -> &SimulatedAgents {
+        &self.simulated
     }
 
     pub fn from_config_file(path: &Path) -> Result<Self, SimConfigError> {

@@ -2,6 +2,7 @@
 //! detached agent process.
 
 use super::process::{self, AgentProcess};
+use super::simulated_agent::SimulatedAgentSpec;
 use super::store::{io_error, read_json, write_json};
 use super::{SimCpi, check_cid, new_cid, stemcell};
 use crate::error::CpiError;
@@ -26,6 +27,9 @@ pub(super) struct VmRecord {
     #[serde(default)]
     pub disks: Vec<DiskCid>,
     pub process: Option<AgentProcess>,
+    /// The agent is a simulated one in the CPI's process (see `simulated_agent`).
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 fn record_path(sim: &SimCpi, cid: &VmCid) -> std::path::PathBuf {
@@ -107,6 +111,9 @@ fn start_agent(sim: &SimCpi, method: Method, cid: &VmCid) -> Result<AgentProcess
 
 pub(super) async fn create(sim: &SimCpi, args: CreateVmArgs) -> Result<CreateVmResult, CpiError> {
     let m = Method::CreateVm;
+    if !sim.options.create_vm_delay.is_zero() {
+        tokio::time::sleep(sim.options.create_vm_delay).await;
+    }
     if !stemcell::exists(sim, &args.stemcell_cid) {
         return Err(CpiError::cloud(
             CpiErrorKind::VmCreationFailed,
@@ -136,6 +143,9 @@ fn prepare_and_start(
 ) -> Result<CreateVmResult, CpiError> {
     let m = Method::CreateVm;
     let dir = sim.vm_dir(cid);
+    if sim.options.simulated_agents {
+        return simulated_create(sim, cid, args);
+    }
     for sub in ["bosh", "root_dir/etc/logrotate.d", "data", "store"] {
         let p = dir.join(sub);
         std::fs::create_dir_all(&p).map_err(|e| io_error(m, "Creating", &p, e))?;
@@ -182,6 +192,7 @@ fn prepare_and_start(
         metadata: Metadata::new(),
         disks: Vec::new(),
         process: None,
+        simulated: false,
     };
     write_record(sim, m, cid, &record)?;
     let process = start_agent(sim, m, cid)?;
@@ -197,6 +208,58 @@ fn prepare_and_start(
     })
 }
 
+/// A VM whose agent is simulated: only the sim state files, then the agent task boots.
+fn simulated_create(
+    sim: &SimCpi,
+    cid: &VmCid,
+    args: &CreateVmArgs,
+) -> Result<CreateVmResult, CpiError> {
+    let m = Method::CreateVm;
+    let failed = |message: String| CpiError::cloud(CpiErrorKind::VmCreationFailed, m, message);
+    let bosh = sim.vm_dir(cid).join("bosh");
+    std::fs::create_dir_all(&bosh).map_err(|e| io_error(m, "Creating", &bosh, e))?;
+    let settings = AgentEnv {
+        agent_id: args.agent_id,
+        vm: AgentEnvVm::for_cid(cid),
+        mbus: sim.config.agent.mbus.clone(),
+        ntp: sim.config.agent.ntp.clone(),
+        blobstore: sim.config.agent.blobstore.clone(),
+        networks: args.networks.clone(),
+        disks: AgentEnvDisks::default(),
+        env: args.env.clone(),
+    };
+    write_settings(sim, m, cid, &settings)?;
+    let record = VmRecord {
+        agent_id: args.agent_id,
+        stemcell_cid: args.stemcell_cid.clone(),
+        cloud_properties: args.cloud_properties.clone(),
+        metadata: Metadata::new(),
+        disks: Vec::new(),
+        process: None,
+        simulated: true,
+    };
+    write_record(sim, m, cid, &record)?;
+    simulated_start(sim, cid, &settings).map_err(failed)?;
+    let networks = serde_json::to_value(&args.networks).expect("networks serialize");
+    Ok(CreateVmResult {
+        vm_cid: cid.clone(),
+        networks,
+    })
+}
+
+fn simulated_start(sim: &SimCpi, cid: &VmCid, settings: &AgentEnv) -> Result<(), String> {
+    let cert = SimulatedAgentSpec::cert_from_env(&settings.env).map_err(|e| e.to_string())?;
+    sim.simulated
+        .start(SimulatedAgentSpec {
+            agent_id: settings.agent_id.to_string(),
+            vm_cid: cid.to_string(),
+            mbus_url: settings.mbus.clone(),
+            cert,
+            boot_delay: sim.options.agent_boot_delay,
+        })
+        .map_err(|e| format!("Starting the simulated agent of VM '{cid}': {e}"))
+}
+
 /// Kills a just-started agent without waiting (used only on a failed create).
 fn kill_now(process: AgentProcess) {
     if let Ok(pgid) = i32::try_from(process.pid) {
@@ -210,6 +273,16 @@ fn kill_now(process: AgentProcess) {
 pub(super) async fn delete(sim: &SimCpi, cid: &VmCid) -> Result<(), CpiError> {
     let m = Method::DeleteVm;
     let record = read_record_for(sim, m, cid)?;
+    if record.simulated {
+        sim.simulated.stop(cid.as_str());
+        for disk in &record.disks {
+            super::disk::forget_attachment(sim, disk, cid);
+        }
+        let dir = sim.vm_dir(cid);
+        std::fs::remove_dir_all(&dir).map_err(|e| io_error(m, "Removing", &dir, e))?;
+        tracing::info!(%cid, "vm deleted");
+        return Ok(());
+    }
     if let Some(process) = record.process
         && !process.terminate().await
     {
@@ -234,6 +307,7 @@ pub(super) async fn delete(sim: &SimCpi, cid: &VmCid) -> Result<(), CpiError> {
 
 pub(super) fn has(sim: &SimCpi, cid: &VmCid) -> Result<bool, CpiError> {
     match read_record_for(sim, Method::HasVm, cid) {
+        Ok(r) if r.simulated => Ok(sim.simulated.is_running(cid.as_str())),
         Ok(r) => Ok(r.process.is_some_and(|p| p.is_alive())),
         Err(e) if e.kind() == Some(CpiErrorKind::VmNotFound) => Ok(false),
         Err(e) => Err(e),
@@ -243,6 +317,11 @@ pub(super) fn has(sim: &SimCpi, cid: &VmCid) -> Result<bool, CpiError> {
 pub(super) async fn reboot(sim: &SimCpi, cid: &VmCid) -> Result<(), CpiError> {
     let m = Method::RebootVm;
     let mut record = read_record_for(sim, m, cid)?;
+    if record.simulated {
+        let settings = read_settings(sim, m, cid)?;
+        return simulated_start(sim, cid, &settings)
+            .map_err(|e| CpiError::cloud(CpiErrorKind::CloudError, m, e));
+    }
     if let Some(process) = record.process.take() {
         process.terminate().await;
     }

@@ -4,12 +4,19 @@
 pub mod blobstore;
 pub mod configs;
 pub mod deployments;
+pub mod disks;
+pub mod errands;
 pub mod events;
 pub mod info;
+pub mod instance_ops;
 pub mod instances;
 pub mod locks;
+pub mod logs;
+pub mod metrics;
+pub mod problems;
 pub mod releases;
 pub mod resources;
+pub mod resurrection;
 pub mod stemcells;
 pub mod tasks;
 pub mod variables;
@@ -50,6 +57,8 @@ pub struct AppState {
     pub services: Services,
     /// Credentials of the agents' DAV endpoint.
     pub dav: DavCredentials,
+    /// The health monitor (`None` when this director drives no agents).
+    pub hm: Option<Arc<crate::hm::HealthMonitor>>,
 }
 
 /// The authenticated user, put in request extensions by the auth layer.
@@ -133,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .merge(releases::routes())
         .merge(events::routes())
         .merge(resources::routes())
+        .merge(crate::day2::routes())
         .merge(blobstore::routes(state.clone()))
         .fallback(|req: Request| async move {
             ApiError::not_found(

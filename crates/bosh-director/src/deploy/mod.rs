@@ -6,6 +6,7 @@
 //! takes back the rows and IPs this deploy added.
 
 pub mod apply_spec;
+pub mod errand;
 pub mod inputs;
 pub mod persist;
 pub mod render;
@@ -19,12 +20,14 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use crate::compile::{self, CompileRequest, ReleasePackages};
 use crate::config_server::{ConfigServer, GenerateOpts, VariableSetId, VariableSpec};
 use crate::deployments;
 use crate::error::error_chain;
 use crate::locks::LockSpec;
+use crate::metrics::DeployPhase;
 use crate::services::Services;
 use crate::tasks::runner::{TaskContext, TaskError, TaskJob};
 use apply_spec::{ArchiveRef, CompiledPackages};
@@ -65,6 +68,8 @@ pub struct DeployPayload {
 pub struct DeployJob {
     pub services: Services,
     pub director_name: String,
+    /// `deploy.vm_create_concurrency` of the director config.
+    pub vm_create_concurrency: usize,
 }
 
 fn count_parse(what: &str, v: &Option<String>) -> Result<Option<Count>, TaskError> {
@@ -114,6 +119,8 @@ impl DeployJob {
             canaries: count_parse("canaries", &p.canaries)?,
             max_in_flight: count_parse("max_in_flight", &p.max_in_flight)?,
         };
+        let metrics = &self.services.metrics;
+        let phase_started = Instant::now();
         let planned = async {
             let loaded = inputs::plan_input_load(
                 db,
@@ -140,6 +147,7 @@ impl DeployJob {
         let (loaded, mut plan) = match planned {
             Ok(x) => {
                 t.finished();
+                metrics.deploy_phase_observe(DeployPhase::Plan, phase_started.elapsed());
                 x
             }
             Err(e) => {
@@ -179,7 +187,9 @@ impl DeployJob {
             let inputs =
                 variables_resolve(&config_server, &set, &plan, p.force_latest_variables).await?;
 
+            let phase_started = Instant::now();
             let compiled = packages_compile(ctx, &self.services, &plan, &loaded.input).await?;
+            metrics.deploy_phase_observe(DeployPhase::Compile, phase_started.elapsed());
             let rendered = render::instances_render(&plan, &sources, &inputs).await?;
             // Fold the rendered configuration in: a changed hash updates the instance.
             for g in &mut plan.instance_groups {
@@ -223,8 +233,14 @@ impl DeployJob {
             };
             updater.vms_from_rows();
             updater.obsolete_delete(&plan.instances_to_delete).await?;
-            updater.missing_vms_create().await?;
+            let phase_started = Instant::now();
+            updater
+                .missing_vms_create_with(self.vm_create_concurrency)
+                .await?;
+            metrics.deploy_phase_observe(DeployPhase::CreateVms, phase_started.elapsed());
+            let phase_started = Instant::now();
             updater.groups_update().await?;
+            metrics.deploy_phase_observe(DeployPhase::Update, phase_started.elapsed());
             persist::ips_release(db, &plan).await?;
             let changed = !plan.instances_to_delete.is_empty()
                 || render::service_groups(&plan)
@@ -249,14 +265,14 @@ impl DeployJob {
     }
 }
 
-fn job_input_decode(v: Value) -> Result<JobInput, TaskError> {
+pub(crate) fn job_input_decode(v: Value) -> Result<JobInput, TaskError> {
     serde_json::from_value(v)
         .map_err(|e| TaskError::failed(RENDER_FAILED, format!("job properties: {e}")))
 }
 
 /// Generates the plan's variables into the deploy's set and interpolates every group job's
 /// properties and links with it.
-async fn variables_resolve(
+pub(crate) async fn variables_resolve(
     cs: &ConfigServer,
     set: &crate::config_server::VariableSet,
     plan: &bosh_planner::DeploymentPlan,
@@ -306,7 +322,7 @@ async fn variables_resolve(
 }
 
 /// Compiles (or finds cached) the packages of every service group, per stemcell.
-async fn packages_compile(
+pub(crate) async fn packages_compile(
     ctx: &TaskContext,
     services: &Services,
     plan: &bosh_planner::DeploymentPlan,
@@ -377,7 +393,7 @@ async fn packages_compile(
 }
 
 /// Uploads the rendered archive of every instance that will be applied.
-async fn archives_upload(
+pub(crate) async fn archives_upload(
     ctx: &TaskContext,
     services: &Services,
     plan: &bosh_planner::DeploymentPlan,

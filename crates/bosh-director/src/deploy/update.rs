@@ -5,14 +5,13 @@
 use bosh_agent_client::DrainType;
 use bosh_cpi_protocol::methods::{CloudProperties, CreateDiskArgs};
 use bosh_planner::{
-    Change, DeploymentPlan, InstanceGroupPlan, InstancePlan, ObsoleteInstance, WatchTimeMs,
+    Change, DeploymentPlan, InstanceGroupPlan, InstancePlan, InstanceState, ObsoleteInstance,
 };
 use bosh_types::ids::{DiskCid, InstanceId, StemcellCid};
 use futures::future::join_all;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use super::apply_spec::existing_after_apply;
 use super::apply_spec::{ArchiveRef, CompiledPackages, apply_spec_build, cpi_networks};
@@ -24,16 +23,14 @@ use crate::services::Services;
 use crate::tasks::runner::{TaskContext, TaskError};
 use crate::vms::{self, Vm, VmSpec};
 
+use crate::repair::AGENT_WAIT;
 /// Ruby's `AgentJobNotRunning` / RPC failure codes.
-pub const AGENT_FAILED: u32 = 450001;
-pub const NOT_RUNNING: u32 = 400007;
-const AGENT_WAIT: Duration = Duration::from_secs(600);
-/// How many VMs "Creating missing vms" creates at once.
+pub use crate::repair::{AGENT_FAILED, NOT_RUNNING};
+/// How many VMs "Creating missing vms" creates at once by default
+/// (`deploy.vm_create_concurrency`).
 const CREATE_PARALLEL: usize = 32;
 
-fn agent_failed(what: &str, e: &(dyn std::error::Error + 'static)) -> TaskError {
-    TaskError::failed(AGENT_FAILED, format!("{what}: {}", error_chain(e)))
-}
+use crate::repair::{self, agent_failed};
 
 fn as_map(v: &bosh_yaml::Value) -> Map<String, Value> {
     match serde_json::to_value(v) {
@@ -88,6 +85,17 @@ impl Updater<'_> {
                 }
             }
         }
+    }
+
+    /// Uuids of ignored instances (`bosh ignore`): the updater leaves them untouched.
+    async fn ignored(&self) -> Result<HashSet<String>, TaskError> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT uuid FROM instances WHERE deployment = $1 AND ignored = 1")
+                .bind(&self.plan.name)
+                .fetch_all(self.ctx.db().pool())
+                .await
+                .map_err(crate::db::DbError::from)?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
     }
 
     fn vm(&self, id: InstanceId) -> Option<Vm> {
@@ -153,10 +161,21 @@ impl Updater<'_> {
 
     /// "Creating missing vms": every instance to update that has no VM gets one.
     pub async fn missing_vms_create(&self) -> Result<(), TaskError> {
+        self.missing_vms_create_with(CREATE_PARALLEL).await
+    }
+
+    /// "Creating missing vms" with at most `concurrency` VMs being created at once.
+    pub async fn missing_vms_create_with(&self, concurrency: usize) -> Result<(), TaskError> {
         let mut todo = Vec::new();
+        let ignored = self.ignored().await?;
         for g in service_groups(self.plan) {
             for i in &g.instances {
-                if i.change != Change::None && self.vm(i.id).is_none() {
+                // A detached instance (`bosh stop --hard`) stays without a VM.
+                if i.change != Change::None
+                    && i.state != InstanceState::Detached
+                    && !ignored.contains(&i.id.to_string())
+                    && self.vm(i.id).is_none()
+                {
                     todo.push((g, i));
                 }
             }
@@ -170,7 +189,7 @@ impl Updater<'_> {
             .stage("Creating missing vms", &[], Some(todo.len() as u32));
         // A sliding window, not batches: one slow VM does not hold up the next ones.
         let failed = std::sync::atomic::AtomicBool::new(false);
-        let window = tokio::sync::Semaphore::new(CREATE_PARALLEL);
+        let window = tokio::sync::Semaphore::new(concurrency.max(1));
         let results = join_all(todo.iter().map(|(g, i)| {
             let stage = &stage;
             let failed = &failed;
@@ -202,11 +221,13 @@ impl Updater<'_> {
 
     /// Instance groups in order; a failed canary or batch stops the deploy.
     pub async fn groups_update(&self) -> Result<(), TaskError> {
+        let ignored = self.ignored().await?;
         for g in service_groups(self.plan) {
             let changing: Vec<&InstancePlan> = g
                 .instances
                 .iter()
-                .filter(|i| i.change != Change::None)
+                .filter(|i| i.change != Change::None && i.state != InstanceState::Detached)
+                .filter(|i| !ignored.contains(&i.id.to_string()))
                 .collect();
             if changing.is_empty() {
                 continue;
@@ -346,25 +367,22 @@ impl Updater<'_> {
                 .await
                 .map_err(|e| agent_failed(&format!("Applying to '{name}'"), &e))?;
         }
-        let none = BTreeMap::new();
-        client
-            .run_script(&agent, "pre-start", &none)
-            .await
-            .map_err(|e| agent_failed(&format!("pre-start of '{name}'"), &e))?;
-        client
-            .start(&agent)
-            .await
-            .map_err(|e| agent_failed(&format!("Starting '{name}'"), &e))?;
         let watch = if canary {
             g.update.canary_watch_time
         } else {
             g.update.update_watch_time
         };
-        self.running_wait(&agent, &name, watch).await?;
-        client
-            .run_script(&agent, "post-start", &none)
-            .await
-            .map_err(|e| agent_failed(&format!("post-start of '{name}'"), &e))?;
+        // A stopped instance gets its new jobs but stays stopped (`bosh stop`).
+        if i.state == InstanceState::Started {
+            repair::jobs_start(
+                self.ctx,
+                self.services,
+                &agent,
+                &name,
+                (watch.min, watch.max),
+            )
+            .await?;
+        }
         if let Ok(mut f) = self.fresh.lock() {
             f.remove(&i.id);
         }
@@ -381,90 +399,13 @@ impl Updater<'_> {
         next_spec: &Value,
         vm_goes: bool,
     ) -> Result<(), TaskError> {
-        let client = self.services.agents()?.client();
-        client
-            .get_state(agent, false)
-            .await
-            .map_err(|e| agent_failed(&format!("Getting the state of '{name}'"), &e))?;
-        let keep = |b: bool| if b { "delete" } else { "keep" }.to_owned();
-        let env = BTreeMap::from([
-            ("BOSH_VM_NEXT_STATE".to_owned(), keep(vm_goes)),
-            ("BOSH_INSTANCE_NEXT_STATE".to_owned(), "keep".to_owned()),
-            ("BOSH_DEPLOYMENT_NEXT_STATE".to_owned(), "keep".to_owned()),
-        ]);
-        client
-            .run_script(agent, "pre-stop", &env)
-            .await
-            .map_err(|e| agent_failed(&format!("pre-stop of '{name}'"), &e))?;
-        if !self.skip_drain {
-            client
-                .drain(agent, DrainType::Update, Some(next_spec))
-                .await
-                .map_err(|e| agent_failed(&format!("Draining '{name}'"), &e))?;
-        }
-        client
-            .stop(agent)
-            .await
-            .map_err(|e| agent_failed(&format!("Stopping '{name}'"), &e))?;
-        client
-            .run_script(agent, "post-stop", &BTreeMap::new())
-            .await
-            .map_err(|e| agent_failed(&format!("post-stop of '{name}'"), &e))?;
-        Ok(())
-    }
-
-    /// Waits until every process runs. As the Ruby director, the first `get_state` comes
-    /// after the min watch time (a job must still run then to pass) and the instance fails
-    /// when it is not running at the max. Between the two the Ruby director polls every
-    /// `clamp((max-min)/9, 1 s, 15 s)`; we poll from 50 ms doubling up to that step, so an
-    /// instance that runs is seen within milliseconds, with the same pass/fail decisions.
-    async fn running_wait(
-        &self,
-        agent: &str,
-        name: &str,
-        watch: WatchTimeMs,
-    ) -> Result<(), TaskError> {
-        let client = self.services.agents()?.client();
-        let (min, max) = (watch.min, watch.max.max(watch.min));
-        let step = Duration::from_millis(((max - min) / 9).clamp(1000, 15000));
-        let start = tokio::time::Instant::now();
-        let deadline = start + Duration::from_millis(max);
-        tokio::time::sleep(Duration::from_millis(min)).await;
-        let mut wait = Duration::from_millis(50);
-        loop {
-            let state = client
-                .get_state(agent, false)
-                .await
-                .map_err(|e| agent_failed(&format!("Getting the state of '{name}'"), &e))?;
-            let running = serde_json::to_value(state.job_state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            if running == "running" {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let failing: Vec<String> = state
-                    .processes
-                    .iter()
-                    .filter_map(|p| {
-                        let s = serde_json::to_value(p.state).ok()?;
-                        (s.as_str() != Some("running")).then(|| p.name.clone())
-                    })
-                    .collect();
-                return Err(TaskError::failed(
-                    NOT_RUNNING,
-                    format!(
-                        "'{name}' is not running after update. Review logs for failed jobs: {}",
-                        failing.join(", ")
-                    ),
-                ));
-            }
-            self.ctx.checkpoint().await?;
-            let now = tokio::time::Instant::now();
-            tokio::time::sleep(wait.min(deadline.saturating_duration_since(now))).await;
-            wait = (wait * 2).min(step);
-        }
+        let drain = (!self.skip_drain).then_some(DrainType::Update);
+        let next = repair::NextState {
+            vm_goes,
+            instance_goes: false,
+            deployment_goes: false,
+        };
+        repair::jobs_stop(self.services, agent, name, Some(next_spec), drain, next).await
     }
 
     /// Brings the instance's persistent disk to what the plan wants, in disk_manager.rb's
@@ -582,67 +523,12 @@ impl Updater<'_> {
         Ok(())
     }
 
-    /// CPI `attach_disk`, then the agent's `add_persistent_disk` (older agents lack it) and
-    /// `mount_disk` (at `store`, or the migration target when `store` holds another disk).
     async fn disk_attach(&self, vm: &Vm, agent: &str, cid: &DiskCid) -> Result<(), TaskError> {
-        let cpi = self.services.cpi()?;
-        let client = self.services.agents()?.client();
-        let hint = cpi.attach_disk(&vm.cid, cid).await.map_err(|e| {
-            TaskError::failed(
-                AGENT_FAILED,
-                format!(
-                    "Attaching disk '{cid}' to VM '{}': {}",
-                    vm.cid,
-                    error_chain(&e)
-                ),
-            )
-        })?;
-        let hint = serde_json::to_value(&hint).unwrap_or(Value::Null);
-        // As the Ruby director's MountDiskStep: a CPI may restart the VM to attach (the docker
-        // CPI recreates the container), so the agent must answer again first.
-        client
-            .ping_until_ready(agent, AGENT_WAIT)
-            .await
-            .map_err(|e| agent_failed(&format!("Agent after attaching disk '{cid}'"), &e))?;
-        match client
-            .call(
-                agent,
-                "add_persistent_disk",
-                vec![json!(cid.as_str()), hint],
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if e.is_unknown_message() => {}
-            Err(e) => return Err(agent_failed("add_persistent_disk", &e)),
-        }
-        client
-            .call(agent, "mount_disk", vec![json!(cid.as_str())])
-            .await
-            .map_err(|e| agent_failed(&format!("Mounting disk '{cid}'"), &e))?;
-        Ok(())
+        repair::disk_attach(self.services, vm, agent, cid).await
     }
 
-    /// Unmounts (when the agent lists it as mounted) and detaches a disk; best effort, a
-    /// disk the CPI no longer sees attached is what we want anyway.
     async fn disk_unmount_detach(&self, vm: &Vm, agent: &str, cid: &DiskCid) {
-        if let Ok(agents) = self.services.agents() {
-            let client = agents.client();
-            let mounted = client
-                .call(agent, "list_disk", Vec::new())
-                .await
-                .ok()
-                .and_then(|v| serde_json::from_value::<Vec<String>>(v).ok())
-                .is_some_and(|l| l.iter().any(|c| c == cid.as_str()));
-            if mounted {
-                let _ = client
-                    .call(agent, "unmount_disk", vec![json!(cid.as_str())])
-                    .await;
-            }
-        }
-        if let Ok(cpi) = self.services.cpi() {
-            let _ = cpi.detach_disk(&vm.cid, cid).await;
-        }
+        repair::disk_unmount_detach(self.services, vm, Some(agent), cid).await
     }
 
     /// Unmounts and detaches the instance's disk before its VM goes; best effort, the CPI's

@@ -1,0 +1,493 @@
+//! `bosh-rs logs`, `ssh` and `scp` against a real director on the sim CPI (VMs are real
+//! `bosh-agent` processes). The sim VMs run no sshd, so `ssh`/`scp` are fakes placed first on
+//! PATH: they record their arguments and check, while the session is up, that the key file
+//! and known-hosts file exist and that the agent installed the matching public key for the
+//! ephemeral user; afterwards the files are gone and the cleanup task removed the user.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const CLOUD_CONFIG: &str = r#"
+azs: [{name: z1}]
+vm_types: [{name: small, cloud_properties: {}}]
+networks:
+- name: default
+  type: manual
+  subnets:
+  - range: 127.98.0.0/24
+    gateway: 127.98.0.1
+    reserved: [127.98.0.2 - 127.98.0.9]
+    azs: [z1]
+compilation:
+  workers: 1
+  network: default
+  az: z1
+  vm_type: small
+"#;
+
+const MANIFEST: &str = r#"
+name: dep
+releases: [{name: loggers, version: latest}]
+stemcells: [{alias: default, os: debian-bookworm, version: latest}]
+update:
+  canaries: 1
+  max_in_flight: 2
+  canary_watch_time: 100-10000
+  update_watch_time: 100-10000
+instance_groups:
+- name: logger
+  instances: 2
+  azs: [z1]
+  vm_type: small
+  stemcell: default
+  networks: [{name: default}]
+  jobs:
+  - name: logger
+    release: loggers
+"#;
+
+const MONIT: &str = r#"check process logger
+  with pidfile /var/vcap/sys/run/logger/logger.pid
+  start program "/var/vcap/jobs/logger/bin/ctl start"
+  stop program "/var/vcap/jobs/logger/bin/ctl stop"
+  group vcap
+"#;
+
+const CTL: &str = r#"#!/bin/bash
+set -eu
+RUN=/var/vcap/sys/run/logger
+LOG=/var/vcap/sys/log/logger
+mkdir -p "$RUN" "$LOG"
+case "$1" in
+  start)
+    echo "logger started" >> "$LOG/logger.log"
+    echo $$ > "$RUN/logger.pid"
+    exec sleep 100000
+    ;;
+  stop)
+    kill "$(cat "$RUN/logger.pid")" 2>/dev/null || true
+    rm -f "$RUN/logger.pid"
+    ;;
+esac
+"#;
+
+/// A fake `ssh`/`scp`: appends its arguments (one per line, then `--`) to `$FAKE_LOG`, and
+/// for `IdentityFile=` / `UserKnownHostsFile=` / `-l USER` checks what must exist during a
+/// session: the key, the known-hosts file, and the user's authorized key on some sim VM
+/// equal to the key's public half.
+const FAKE: &str = r#"#!/bin/bash
+set -u
+key= ; known= ; user= ; prev=
+for a in "$@"; do
+  echo "$a" >> "$FAKE_LOG"
+  case "$a" in
+    IdentityFile=*) key="${a#IdentityFile=}" ;;
+    UserKnownHostsFile=*) known="${a#UserKnownHostsFile=}" ;;
+  esac
+  [ "$prev" = "-l" ] && user="$a"
+  case "$a" in *@*:*) user="${a%%@*}" ;; esac
+  prev="$a"
+done
+echo "--" >> "$FAKE_LOG"
+[ -f "$key" ] || { echo "no key file $key" >&2; exit 3; }
+[ -f "$known" ] || { echo "no known hosts $known" >&2; exit 3; }
+pub="$(ssh-keygen -y -f "$key" | cut -d' ' -f1-2)"
+found=0
+for f in "$FAKE_SIM"/vms/*/bosh_ssh/"$user"/.ssh/authorized_keys; do
+  [ -f "$f" ] && grep -qF "$pub" "$f" && found=$((found+1))
+done
+[ "$found" -gt 0 ] || { echo "no authorized key for $user" >&2; exit 4; }
+echo "hello from $(basename "$0") as $user"
+echo "a warning" >&2
+"#;
+
+/// `bosh-agent`, built into this test's target dir.
+fn agent_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(Path::parent).unwrap().to_owned();
+    let target = profile.parent().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        "bosh-agent",
+        "--bin",
+        "bosh-agent",
+    ])
+    .arg("--target-dir")
+    .arg(target)
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile.file_name().and_then(|n| n.to_str()) == Some("release") {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().unwrap();
+    let path = profile.join("bosh-agent");
+    assert!(
+        path.is_file(),
+        "building bosh-agent failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// An in-process director on the sim CPI whose VMs run `agent`.
+fn director_with_agents(agent: &Path) -> (String, PathBuf, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let data_dir = dir.clone();
+    let agent = agent.display().to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let mut opts = bosh_director::server::DirectorOptions::new(
+                data_dir,
+                "127.0.0.1:0",
+                "sim",
+                bosh_director::config::DirectorConfig::default(),
+            );
+            opts.agent_command = Some(vec![agent]);
+            let d = bosh_director::server::director_start(opts).await.unwrap();
+            let _ = tx.send(d.url.clone());
+            let _ = d.wait().await;
+        });
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(300))
+        .expect("director did not start");
+    (url, dir, tmp)
+}
+
+/// A dev release `loggers` with one shell job that logs (nothing to compile).
+fn release_tarball(work: &Path) -> PathBuf {
+    let rel = work.join("loggers");
+    let job = rel.join("jobs/logger");
+    std::fs::create_dir_all(job.join("templates")).unwrap();
+    std::fs::create_dir_all(rel.join("packages")).unwrap();
+    std::fs::create_dir_all(rel.join("config")).unwrap();
+    std::fs::write(rel.join("config/final.yml"), "---\nname: loggers\n").unwrap();
+    std::fs::write(
+        job.join("spec"),
+        "---\nname: logger\ntemplates:\n  ctl.erb: bin/ctl\npackages: []\nproperties: {}\n",
+    )
+    .unwrap();
+    std::fs::write(job.join("monit"), MONIT).unwrap();
+    std::fs::write(job.join("templates/ctl.erb"), CTL).unwrap();
+    let dir = bosh_release::release_dir::ReleaseDir::new(&rel);
+    let cache = bosh_release::index::ArchiveCache::new(work.join("cache"));
+    let opts = bosh_release::create::CreateOptions {
+        name: Some("loggers".to_owned()),
+        force: true,
+        ..Default::default()
+    };
+    let release = bosh_release::create::create_release(&dir, cache, &opts, &mut |_| {}).unwrap();
+    let out = work.join("loggers.tgz");
+    release.write_tarball(&out).unwrap();
+    out
+}
+
+fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
+            let hay = [read("cmdline"), read("environ")].concat();
+            hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+        .collect()
+}
+
+struct Killer(PathBuf);
+
+impl Drop for Killer {
+    fn drop(&mut self) {
+        for pid in processes_mentioning(&self.0.display().to_string()) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+/// The `.tgz` files in `dir`.
+fn tarballs(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tgz"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `<prefix>-YYYYMMDD-HHMMSS[-nanos].tgz`, the official downloader's name.
+fn assert_log_name(name: &str, prefix: &str) {
+    let rest = name
+        .strip_prefix(&format!("{prefix}-"))
+        .and_then(|r| r.strip_suffix(".tgz"))
+        .unwrap_or_else(|| panic!("{name} does not start with {prefix}-"));
+    let parts: Vec<&str> = rest.split('-').collect();
+    assert!(
+        (2..=3).contains(&parts.len())
+            && parts[0].len() == 8
+            && parts[1].len() == 6
+            && parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            && parts
+                .get(2)
+                .is_none_or(|n| n.len() <= 9 && !n.ends_with('0')),
+        "{name}"
+    );
+}
+
+fn tar_list(path: &Path) -> Vec<String> {
+    let out = Command::new("tar").arg("-tzf").arg(path).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_owned())
+        .filter(|l| !l.is_empty() && !l.ends_with('/'))
+        .collect()
+}
+
+fn tar_cat(path: &Path, entry: &str) -> String {
+    let out = Command::new("tar")
+        .arg("-xzOf")
+        .arg(path)
+        .arg("--wildcards")
+        .arg(format!("*{entry}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{entry} in {}", path.display());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every recorded invocation of a fake: its arguments.
+fn invocations(log: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut out = vec![];
+    let mut cur = vec![];
+    for l in text.lines() {
+        if l == "--" {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(l.to_owned());
+        }
+    }
+    out
+}
+
+fn opt_value(args: &[String], key: &str) -> String {
+    args.iter()
+        .find_map(|a| a.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key} in {args:?}"))
+        .to_owned()
+}
+
+/// Waits until no sim VM has an ephemeral ssh user any more (the cleanup task is not
+/// awaited by the CLI).
+fn ssh_users_gone(sim: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left: Vec<PathBuf> = std::fs::read_dir(sim.join("vms"))
+            .unwrap()
+            .flatten()
+            .filter_map(|vm| std::fs::read_dir(vm.path().join("bosh_ssh")).ok())
+            .flat_map(|d| d.flatten().map(|e| e.path()))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "ssh users left: {left:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn logs_ssh_and_scp_through_the_cli() {
+    let agent = agent_bin();
+    let (url, dir, _tmp) = director_with_agents(&agent);
+    let sim = dir.join("sim-cpi");
+    let _killer = Killer(sim.clone());
+    let work = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let cli = Cli { home: home.path() };
+    let ca = dir.join("ca.crt");
+    let password = admin_password(&dir);
+    let fakes = work.path().join("bin");
+    std::fs::create_dir_all(&fakes).unwrap();
+    for name in ["ssh", "scp"] {
+        let p = fakes.join(name);
+        std::fs::write(&p, FAKE).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let fake_log = work.path().join("fake.log");
+    let path = format!(
+        "{}:{}",
+        fakes.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env = [
+        ("BOSH_ENVIRONMENT", url.as_str()),
+        ("BOSH_CA_CERT", ca.to_str().unwrap()),
+        ("BOSH_CLIENT", "admin"),
+        ("BOSH_CLIENT_SECRET", password.as_str()),
+        ("BOSH_DEPLOYMENT", "dep"),
+        ("PATH", path.as_str()),
+        ("FAKE_LOG", fake_log.to_str().unwrap()),
+        ("FAKE_SIM", sim.to_str().unwrap()),
+    ];
+    let run = |args: &[&str]| cli.run_env(args, &env);
+
+    let stemcell = work.path().join("stemcell.tgz");
+    bosh_stemcell::sim::build_sim_stemcell(&bosh_stemcell::sim::SimStemcellOptions::new(&stemcell))
+        .unwrap();
+    ok(&run(&["upload-stemcell", stemcell.to_str().unwrap()]));
+    let release = release_tarball(work.path());
+    ok(&run(&["upload-release", release.to_str().unwrap()]));
+    let cc = work.path().join("cc.yml");
+    std::fs::write(&cc, CLOUD_CONFIG).unwrap();
+    ok(&run(&["-n", "update-cloud-config", cc.to_str().unwrap()]));
+    let m = work.path().join("m.yml");
+    std::fs::write(&m, MANIFEST).unwrap();
+    ok(&run(&["-n", "deploy", m.to_str().unwrap()]));
+
+    // The whole deployment: one tarball holding one tarball per instance.
+    let logs_dir = work.path().join("logs");
+    std::fs::create_dir_all(&logs_dir).unwrap();
+    let out = ok(&run(&["logs", "--dir", logs_dir.to_str().unwrap()]));
+    assert!(out.contains("Using deployment 'dep'"), "{out}");
+    assert!(out.contains("Task "), "{out}");
+    assert!(out.contains("Downloading resource '"), "{out}");
+    let names = tarballs(&logs_dir);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_log_name(&names[0], "dep");
+    assert!(out.contains(&names[0]), "{out}");
+    let outer = tar_list(&logs_dir.join(&names[0]));
+    assert_eq!(outer.len(), 2, "{outer:?}");
+    assert!(
+        outer
+            .iter()
+            .all(|e| e.starts_with("logger.") && e.ends_with(".tgz")),
+        "{outer:?}"
+    );
+
+    // One instance by index: the job's own log.
+    let one = work.path().join("one");
+    std::fs::create_dir_all(&one).unwrap();
+    ok(&run(&["logs", "logger/0", "--dir", one.to_str().unwrap()]));
+    let names = tarballs(&one);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_log_name(&names[0], "dep.logger.0");
+    let file = one.join(&names[0]);
+    assert!(tar_list(&file).contains(&"logger/logger.log".to_owned()));
+    assert!(tar_cat(&file, "logger/logger.log").contains("logger started"));
+
+    // Agent logs only: nothing of the job.
+    let agent_dir = work.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    ok(&run(&[
+        "logs",
+        "logger/1",
+        "--agent",
+        "--dir",
+        agent_dir.to_str().unwrap(),
+    ]));
+    let names = tarballs(&agent_dir);
+    assert_log_name(&names[0], "dep.logger.1");
+    assert!(
+        !tar_list(&agent_dir.join(&names[0]))
+            .iter()
+            .any(|e| e.contains("logger.log"))
+    );
+
+    let (_, err) = fails(&run(&["logs", "-f"]));
+    assert!(err.contains("not supported"), "{err}");
+
+    // ssh -c on the group: a fake ssh per instance, output prefixed per instance.
+    let out = ok(&run(&["ssh", "logger", "-c", "uptime", "--opts", " -v "]));
+    let calls = invocations(&fake_log);
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let mut users = vec![];
+    for args in &calls {
+        assert_eq!(args[0], "-tt");
+        let key = opt_value(args, "IdentityFile");
+        let known = opt_value(args, "UserKnownHostsFile");
+        assert!(!Path::new(&key).exists(), "the key file is removed: {key}");
+        assert!(!Path::new(&known).exists(), "{known}");
+        assert!(args.contains(&"StrictHostKeyChecking=yes".to_owned()));
+        assert!(
+            args.contains(&"-v".to_owned()),
+            "--opts passed through: {args:?}"
+        );
+        let l = args.iter().position(|a| a == "-l").unwrap();
+        let user = &args[l + 1];
+        assert!(user.starts_with("bosh_") && user.len() == 20, "{user}");
+        assert!(args[l - 1].starts_with("127.98.0."), "{args:?}");
+        assert_eq!(args.last().unwrap(), "uptime");
+        users.push(user.clone());
+        assert!(
+            out.contains(&format!(": stdout | hello from ssh as {user}")),
+            "{out}"
+        );
+    }
+    assert_eq!(users[0], users[1], "one user for the session");
+    assert!(out.contains("logger/"), "{out}");
+    assert!(out.contains(": stderr | a warning"), "{out}");
+    ssh_users_gone(&sim);
+
+    // scp to one instance: the remote path names user@ip.
+    std::fs::remove_file(&fake_log).unwrap();
+    let local = work.path().join("copy.txt");
+    let out = ok(&run(&[
+        "scp",
+        "logger/0:/var/vcap/sys/log/logger/logger.log",
+        local.to_str().unwrap(),
+    ]));
+    let calls = invocations(&fake_log);
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let args = &calls[0];
+    assert_ne!(args[0], "-tt");
+    let remote = &args[args.len() - 2];
+    assert!(
+        remote.starts_with("bosh_")
+            && remote.contains("@127.98.0.")
+            && remote.ends_with(":/var/vcap/sys/log/logger/logger.log"),
+        "{remote}"
+    );
+    assert_eq!(args.last().unwrap(), local.to_str().unwrap());
+    assert!(out.contains(": stdout | hello from scp as bosh_"), "{out}");
+    ssh_users_gone(&sim);
+
+    // Non-interactive ssh needs a command, and a failing ssh fails the command.
+    let (_, err) = fails(&run(&["-n", "ssh", "logger/0"]));
+    assert!(
+        err.contains("Non-interactive SSH requires non-empty command"),
+        "{err}"
+    );
+    let (_, err) = fails(&cli.run_env(
+        &["ssh", "logger/0", "-c", "true"],
+        &[
+            env[0],
+            env[1],
+            env[2],
+            env[3],
+            env[4],
+            env[5],
+            env[6],
+            ("FAKE_SIM", "/nonexistent"),
+        ],
+    ));
+    assert!(err.contains("Running SSH"), "{err}");
+    ssh_users_gone(&sim);
+}

@@ -1,0 +1,443 @@
+//! What the health monitor knows about each agent: the VMs it expects (from the database) and
+//! what the agents said (heartbeats, shutdown notices, pings), and the verdict for each.
+
+use bosh_agent_protocol::{Heartbeat, Vitals};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime};
+
+/// A VM the director expects to be alive: it has a cid, an instance and is active.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedVm {
+    pub agent_id: String,
+    pub vm_cid: String,
+    pub deployment: String,
+    pub group: String,
+    pub uuid: String,
+    pub index: i64,
+    /// `instances.state`: started | stopped | detached.
+    pub state: String,
+    pub ignored: bool,
+}
+
+/// What an agent last told us.
+#[derive(Debug, Clone)]
+struct Contact {
+    at: Instant,
+    heartbeat_at: Option<SystemTime>,
+    heartbeat: Option<Heartbeat>,
+    /// The agent announced a planned shutdown (`hm.agent.shutdown`) after its last heartbeat.
+    shutdown: bool,
+}
+
+/// The tracker's verdict on one agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentHealth {
+    /// Heartbeats (or pings) arrive and its jobs run.
+    Running,
+    /// Alive, but its jobs are failing.
+    Failing,
+    /// Alive, jobs stopped, starting or unknown.
+    Stopped,
+    /// Not heard from yet, still within its grace period.
+    Unknown,
+    /// Announced a planned shutdown.
+    Shutdown,
+    /// No heartbeat within the timeout and no answer to a ping.
+    Unresponsive,
+}
+
+impl AgentHealth {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentHealth::Running => "running",
+            AgentHealth::Failing => "failing",
+            AgentHealth::Stopped => "stopped",
+            AgentHealth::Unknown => "unknown",
+            AgentHealth::Shutdown => "shutdown",
+            AgentHealth::Unresponsive => "unresponsive",
+        }
+    }
+}
+
+/// One agent as [`super::HealthMonitor::agent_states`] shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentStatus {
+    pub agent_id: String,
+    pub vm_cid: String,
+    pub deployment: String,
+    pub instance_group: String,
+    pub instance_id: String,
+    pub index: i64,
+    pub health: AgentHealth,
+    /// `job_state` of the last heartbeat.
+    pub job_state: Option<String>,
+    pub number_of_processes: Option<u64>,
+    pub vitals: Option<Vitals>,
+    /// Unix seconds of the last heartbeat.
+    pub last_heartbeat: Option<i64>,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    vm: ExpectedVm,
+    /// When this tracker first expected the VM, or when its deployment's lock was last
+    /// seen: the grace period starts here.
+    since: Instant,
+    ping_in_flight: bool,
+    last_ping: Option<Instant>,
+    unresponsive_since: Option<Instant>,
+}
+
+/// What a tick asks of its caller.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TickActions {
+    /// Agents to ping (late heartbeats).
+    pub pings: Vec<String>,
+}
+
+/// An agent that just became unresponsive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost {
+    pub vm: ExpectedVm,
+}
+
+#[derive(Debug, Default)]
+pub struct Tracker {
+    expected: HashMap<String, Tracked>,
+    contacts: HashMap<String, Contact>,
+}
+
+impl Tracker {
+    pub fn heartbeat(&mut self, agent_id: &str, hb: Heartbeat, now: Instant) {
+        self.contacts.insert(
+            agent_id.to_owned(),
+            Contact {
+                at: now,
+                heartbeat_at: Some(SystemTime::now()),
+                heartbeat: Some(hb),
+                shutdown: false,
+            },
+        );
+        if let Some(t) = self.expected.get_mut(agent_id) {
+            t.unresponsive_since = None;
+        }
+    }
+
+    pub fn shutdown(&mut self, agent_id: &str, now: Instant) {
+        let c = self
+            .contacts
+            .entry(agent_id.to_owned())
+            .or_insert_with(|| Contact {
+                at: now,
+                heartbeat_at: None,
+                heartbeat: None,
+                shutdown: true,
+            });
+        c.at = now;
+        c.shutdown = true;
+    }
+
+    /// A ping's result: an answer counts as contact; silence makes the agent unresponsive
+    /// (returned once, when that happens).
+    pub fn ping_result(&mut self, agent_id: &str, answered: bool, now: Instant) -> Option<Lost> {
+        let t = self.expected.get_mut(agent_id)?;
+        t.ping_in_flight = false;
+        if answered {
+            t.unresponsive_since = None;
+            let c = self
+                .contacts
+                .entry(agent_id.to_owned())
+                .or_insert_with(|| Contact {
+                    at: now,
+                    heartbeat_at: None,
+                    heartbeat: None,
+                    shutdown: false,
+                });
+            c.at = now;
+            return None;
+        }
+        // A heartbeat may have arrived while the ping was out.
+        let late = self
+            .contacts
+            .get(agent_id)
+            .is_none_or(|c| c.at <= t.last_ping.unwrap_or(now));
+        if late && t.unresponsive_since.is_none() {
+            t.unresponsive_since = Some(now);
+            return Some(Lost { vm: t.vm.clone() });
+        }
+        None
+    }
+
+    /// Replaces the expected VMs with `vms`; `locked` deployments are not judged (their VMs
+    /// may be made or deleted by a running task) and their grace periods restart.
+    pub fn expected_set(&mut self, vms: Vec<ExpectedVm>, locked: &[String], now: Instant) {
+        let mut next = HashMap::with_capacity(vms.len());
+        for vm in vms {
+            let mut t = self.expected.remove(&vm.agent_id).unwrap_or(Tracked {
+                vm: vm.clone(),
+                since: now,
+                ping_in_flight: false,
+                last_ping: None,
+                unresponsive_since: None,
+            });
+            if locked.contains(&vm.deployment) {
+                t.since = now;
+                t.unresponsive_since = None;
+            }
+            t.vm = vm;
+            next.insert(t.vm.agent_id.clone(), t);
+        }
+        self.expected = next;
+        // Forget agents that are gone and have been silent for a while.
+        let expected = &self.expected;
+        self.contacts.retain(|id, c| {
+            expected.contains_key(id)
+                || now.saturating_duration_since(c.at) < Duration::from_secs(600)
+        });
+    }
+
+    /// Which agents are late and need a ping. An agent is late when neither a heartbeat, a
+    /// ping answer nor its grace period is more recent than `timeout`.
+    pub fn tick(&mut self, locked: &[String], timeout: Duration, now: Instant) -> TickActions {
+        let mut actions = TickActions::default();
+        for (id, t) in &mut self.expected {
+            if locked.contains(&t.vm.deployment) || t.ping_in_flight {
+                continue;
+            }
+            let contact = self.contacts.get(id);
+            if contact.is_some_and(|c| c.shutdown) {
+                continue;
+            }
+            let last = contact.map_or(t.since, |c| c.at.max(t.since));
+            if now.saturating_duration_since(last) < timeout {
+                continue;
+            }
+            // An unresponsive agent is pinged again once per timeout, to notice a return.
+            if t.unresponsive_since.is_some()
+                && t.last_ping
+                    .is_some_and(|p| now.saturating_duration_since(p) < timeout)
+            {
+                continue;
+            }
+            t.ping_in_flight = true;
+            t.last_ping = Some(now);
+            actions.pings.push(id.clone());
+        }
+        actions
+    }
+
+    /// The expected VMs that are unresponsive now, with when they became so.
+    pub fn unresponsive(&self) -> Vec<(ExpectedVm, Instant)> {
+        self.expected
+            .values()
+            .filter_map(|t| Some((t.vm.clone(), t.unresponsive_since?)))
+            .collect()
+    }
+
+    /// Every expected VM of `deployment`'s instance uuids.
+    pub fn deployment_uuids(&self, deployment: &str) -> Vec<String> {
+        self.expected
+            .values()
+            .filter(|t| t.vm.deployment == deployment)
+            .map(|t| t.vm.uuid.clone())
+            .collect()
+    }
+
+    fn health(&self, t: &Tracked) -> AgentHealth {
+        let contact = self.contacts.get(&t.vm.agent_id);
+        if contact.is_some_and(|c| c.shutdown) {
+            return AgentHealth::Shutdown;
+        }
+        if t.unresponsive_since.is_some() {
+            return AgentHealth::Unresponsive;
+        }
+        match contact.and_then(|c| c.heartbeat.as_ref()) {
+            None => AgentHealth::Unknown,
+            Some(hb) => match hb.job_state.as_str() {
+                "running" => AgentHealth::Running,
+                "failing" => AgentHealth::Failing,
+                _ => AgentHealth::Stopped,
+            },
+        }
+    }
+
+    pub fn statuses(&self) -> Vec<AgentStatus> {
+        let mut out: Vec<AgentStatus> = self
+            .expected
+            .values()
+            .map(|t| {
+                let hb = self
+                    .contacts
+                    .get(&t.vm.agent_id)
+                    .and_then(|c| c.heartbeat.as_ref().map(|h| (h, c.heartbeat_at)));
+                AgentStatus {
+                    agent_id: t.vm.agent_id.clone(),
+                    vm_cid: t.vm.vm_cid.clone(),
+                    deployment: t.vm.deployment.clone(),
+                    instance_group: t.vm.group.clone(),
+                    instance_id: t.vm.uuid.clone(),
+                    index: t.vm.index,
+                    health: self.health(t),
+                    job_state: hb.map(|(h, _)| h.job_state.as_str().to_owned()),
+                    number_of_processes: hb.and_then(|(h, _)| h.number_of_processes),
+                    vitals: hb.map(|(h, _)| h.vitals.clone()),
+                    last_heartbeat: hb.and_then(|(_, at)| {
+                        at?.duration_since(SystemTime::UNIX_EPOCH)
+                            .ok()
+                            .map(|d| d.as_secs() as i64)
+                    }),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.deployment, &a.instance_group, a.index).cmp(&(
+                &b.deployment,
+                &b.instance_group,
+                b.index,
+            ))
+        });
+        out
+    }
+
+    pub fn health_counts(&self) -> BTreeMap<String, u64> {
+        let mut out: BTreeMap<String, u64> = [
+            AgentHealth::Running,
+            AgentHealth::Failing,
+            AgentHealth::Stopped,
+            AgentHealth::Unknown,
+            AgentHealth::Shutdown,
+            AgentHealth::Unresponsive,
+        ]
+        .iter()
+        .map(|h| (h.as_str().to_owned(), 0))
+        .collect();
+        for t in self.expected.values() {
+            *out.entry(self.health(t).as_str().to_owned()).or_default() += 1;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bosh_agent_protocol::JobState;
+
+    fn vm(id: &str) -> ExpectedVm {
+        ExpectedVm {
+            agent_id: id.into(),
+            vm_cid: format!("vm-{id}"),
+            deployment: "dep".into(),
+            group: "web".into(),
+            uuid: format!("u-{id}"),
+            index: 0,
+            state: "started".into(),
+            ignored: false,
+        }
+    }
+
+    fn hb(state: JobState) -> Heartbeat {
+        Heartbeat {
+            deployment: "dep".into(),
+            job: Some("web".into()),
+            index: Some(0),
+            job_state: state,
+            vitals: Vitals::default(),
+            node_id: "u-a".into(),
+            number_of_processes: Some(1),
+        }
+    }
+
+    const T: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn a_silent_agent_is_pinged_after_the_timeout_and_lost_when_the_ping_fails() {
+        let mut tr = Tracker::default();
+        let t0 = Instant::now();
+        tr.expected_set(vec![vm("a")], &[], t0);
+        assert!(
+            tr.tick(&[], T, t0 + Duration::from_secs(5))
+                .pings
+                .is_empty()
+        );
+        assert_eq!(tr.health_counts()["unknown"], 1);
+        let t1 = t0 + Duration::from_secs(11);
+        assert_eq!(tr.tick(&[], T, t1).pings, vec!["a".to_owned()]);
+        // Not pinged twice while the first ping is out.
+        assert!(tr.tick(&[], T, t1).pings.is_empty());
+        let lost = tr.ping_result("a", false, t1 + Duration::from_secs(5));
+        assert_eq!(lost.map(|l| l.vm.agent_id), Some("a".to_owned()));
+        assert_eq!(tr.unresponsive().len(), 1);
+        assert_eq!(tr.health_counts()["unresponsive"], 1);
+        // A heartbeat brings it back.
+        tr.heartbeat("a", hb(JobState::Running), t1 + Duration::from_secs(6));
+        assert!(tr.unresponsive().is_empty());
+        assert_eq!(tr.health_counts()["running"], 1);
+    }
+
+    #[test]
+    fn heartbeats_and_answered_pings_keep_an_agent_responsive() {
+        let mut tr = Tracker::default();
+        let t0 = Instant::now();
+        tr.expected_set(vec![vm("a")], &[], t0);
+        tr.heartbeat("a", hb(JobState::Failing), t0 + Duration::from_secs(8));
+        assert!(
+            tr.tick(&[], T, t0 + Duration::from_secs(15))
+                .pings
+                .is_empty()
+        );
+        assert_eq!(tr.health_counts()["failing"], 1);
+        let t1 = t0 + Duration::from_secs(19);
+        assert_eq!(tr.tick(&[], T, t1).pings.len(), 1);
+        assert_eq!(tr.ping_result("a", true, t1), None);
+        assert!(
+            tr.tick(&[], T, t1 + Duration::from_secs(9))
+                .pings
+                .is_empty()
+        );
+        assert!(tr.unresponsive().is_empty());
+    }
+
+    #[test]
+    fn shutdown_and_locked_deployments_are_not_judged() {
+        let mut tr = Tracker::default();
+        let t0 = Instant::now();
+        tr.expected_set(vec![vm("a"), vm("b")], &[], t0);
+        tr.shutdown("a", t0);
+        let later = t0 + Duration::from_secs(30);
+        assert_eq!(tr.tick(&[], T, later).pings, vec!["b".to_owned()]);
+        assert_eq!(tr.health_counts()["shutdown"], 1);
+
+        let mut tr = Tracker::default();
+        tr.expected_set(vec![vm("b")], &[], t0);
+        let locked = vec!["dep".to_owned()];
+        assert!(tr.tick(&locked, T, later).pings.is_empty());
+        // The lock restarts the grace period.
+        tr.expected_set(vec![vm("b")], &locked, later);
+        assert!(
+            tr.tick(&[], T, later + Duration::from_secs(5))
+                .pings
+                .is_empty()
+        );
+        assert_eq!(
+            tr.tick(&[], T, later + Duration::from_secs(10)).pings.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn statuses_carry_the_last_heartbeat() {
+        let mut tr = Tracker::default();
+        let t0 = Instant::now();
+        tr.expected_set(vec![vm("a")], &[], t0);
+        tr.heartbeat("a", hb(JobState::Running), t0);
+        let s = tr.statuses();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].health, AgentHealth::Running);
+        assert_eq!(s[0].job_state.as_deref(), Some("running"));
+        assert_eq!(s[0].number_of_processes, Some(1));
+        assert!(s[0].last_heartbeat.is_some());
+    }
+}
