@@ -333,13 +333,14 @@ impl World {
             .unwrap()
     }
 
-    /// `(group, index, vm cid, agent id, ip)` of every instance with a VM.
+    /// `(group, index, vm cid, agent id, ip)` of every instance with a VM (a VM whose
+    /// `create_vm` has not answered yet has no cid and is left out).
     async fn instances(&self) -> Vec<(String, i64, String, String, String)> {
         self.query(
             "SELECT i.instance_group, i.instance_index, v.cid, v.agent_id, a.address \
              FROM instances i JOIN vms v ON v.instance_id = i.id \
              JOIN ip_addresses a ON a.instance_id = i.id \
-             WHERE i.deployment = 'greeter' ORDER BY i.instance_group, i.instance_index",
+             WHERE i.deployment = 'greeter' AND v.cid IS NOT NULL ORDER BY i.instance_group, i.instance_index",
         )
         .await
     }
@@ -618,34 +619,43 @@ async fn deploy_on_docker_keeps_disks_across_recreate_and_deletes_cleanly() {
             )
             .await
             .unwrap();
+        // Done when the resurrection task has ended; then greeter/0 must be on a new container.
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
-            let now = w.instances().await;
-            let g0 = now.iter().find(|i| i.0 == "greeter" && i.1 == 0).cloned();
-            if let Some((_, _, cid, agent, ip)) = g0
-                && &cid != cid0_new
-            {
-                assert_eq!(
-                    ip,
-                    after
-                        .iter()
-                        .find(|i| i.0 == "greeter" && i.1 == 0)
-                        .unwrap()
-                        .4
-                );
-                let state = agents.client().get_state_value(&agent, false).await;
-                if state.is_ok_and(|s| s["job_state"] == "running") {
-                    let (code, out) = exec(&docker, &cid, "cat /var/vcap/store/marker").await;
-                    assert_eq!((code, out.trim()), (0, "kept-by-the-disk"));
-                    break;
-                }
+            let ended: Vec<(String,)> = w
+                .query(
+                    "SELECT state FROM tasks WHERE type = 'cck_scan_and_fix' \
+                     AND state NOT IN ('queued', 'processing')",
+                )
+                .await;
+            if let Some((state,)) = ended.first() {
+                assert_eq!(state, "done", "the resurrection failed");
+                break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "greeter/0 was not resurrected: {now:?}"
-            );
+            assert!(Instant::now() < deadline, "greeter/0 was not resurrected");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        let now = w.instances().await;
+        let (_, _, cid, agent, ip) = now
+            .iter()
+            .find(|i| i.0 == "greeter" && i.1 == 0)
+            .cloned()
+            .unwrap();
+        assert_ne!(&cid, cid0_new, "greeter/0 is on a new container");
+        let ip0 = &after
+            .iter()
+            .find(|i| i.0 == "greeter" && i.1 == 0)
+            .unwrap()
+            .4;
+        assert_eq!(&ip, ip0, "same IP");
+        let state = agents
+            .client()
+            .get_state_value(&agent, false)
+            .await
+            .unwrap();
+        assert_eq!(state["job_state"], "running");
+        let (code, out) = exec(&docker, &cid, "cat /var/vcap/store/marker").await;
+        assert_eq!((code, out.trim()), (0, "kept-by-the-disk"));
     })
     .await;
     let resurrections = w

@@ -233,7 +233,8 @@ struct CancelManyBody {
     types: Option<Vec<String>>,
 }
 
-/// `POST /tasks/cancel` (`bosh cancel-tasks`): queued and processing tasks only.
+/// `POST /tasks/cancel` (`bosh cancel-tasks`): queued and processing tasks only; without
+/// `states`, queued ones (as the Ruby director and the official CLI's help say).
 async fn task_cancel_many(
     State(state): State<AppState>,
     body: axum::body::Bytes,
@@ -248,7 +249,8 @@ async fn task_cancel_many(
     let mut states = Vec::new();
     for s in req
         .states
-        .unwrap_or_else(|| vec!["queued".to_owned(), "processing".to_owned()])
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| vec!["queued".to_owned()])
     {
         match TaskState::parse(&s) {
             Some(st @ (TaskState::Queued | TaskState::Processing)) => states.push(st),
