@@ -250,7 +250,7 @@ mkdir -p "$(dirname "${OUT}")"
   echo
   echo "A VM is lost by killing its agent and job processes (\`kill -9\` by pid). The director's"
   echo "health monitor runs with its defaults: \`unresponsive_timeout\` 10 s (BOSH's HM: 60 s), a ping"
-  echo "(5 s timeout) before a late agent is judged, \`resurrection_delay\` 2 s; the agents heartbeat every"
+  echo "(\`ping_timeout\` 2 s) before a late agent is judged, \`resurrection_delay\` 1 s; the agents heartbeat every"
   echo "30 s. The meltdown guard is raised above ${STORM} for the storm. Repairs are \`cck_scan_and_fix\`"
   echo "tasks queued by the monitor (release-build \`bosh-director\`, SQLite, sim CPI)."
   echo

@@ -163,11 +163,16 @@ pub async fn instance_select(
 
 /// Whether the agent answers a ping within [`PING_TIMEOUT`].
 pub async fn agent_responsive(services: &Services, agent: &str) -> bool {
+    agent_responsive_within(services, agent, PING_TIMEOUT).await
+}
+
+/// Whether the agent answers a ping within `wait`.
+pub async fn agent_responsive_within(services: &Services, agent: &str, wait: Duration) -> bool {
     let Ok(agents) = services.agents() else {
         return false;
     };
     matches!(
-        tokio::time::timeout(PING_TIMEOUT, agents.client().ping(agent)).await,
+        tokio::time::timeout(wait, agents.client().ping(agent)).await,
         Ok(Ok(()))
     )
 }

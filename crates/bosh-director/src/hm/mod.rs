@@ -41,7 +41,10 @@ pub struct HmConfig {
     pub unresponsive_timeout: f64,
     /// Seconds before a lost VM whose scan-and-fix ended is queued again (default 60).
     pub retry_interval: f64,
-    /// Seconds a loss must last before it is acted on (default 2), so that agents lost
+    /// Seconds a late agent has to answer its ping (default 2). A false alarm costs little:
+    /// the scan-and-fix task pings again (5 s) before it repairs anything.
+    pub ping_timeout: f64,
+    /// Seconds a loss must last before it is acted on (default 1), so that agents lost
     /// together are counted together by the meltdown guard.
     pub resurrection_delay: f64,
     /// URLs each alert is POSTed to as JSON; failures are logged.
@@ -58,7 +61,8 @@ impl Default for HmConfig {
             interval: 1.0,
             unresponsive_timeout: 10.0,
             retry_interval: 60.0,
-            resurrection_delay: 2.0,
+            ping_timeout: 2.0,
+            resurrection_delay: 1.0,
             webhooks: Vec::new(),
             events: true,
             resurrector: ResurrectorConfig::default(),
@@ -364,7 +368,9 @@ async fn tick(inner: &Arc<Inner>) -> Result<(), DbError> {
     for agent in pings {
         let inner = inner.clone();
         tokio::spawn(async move {
-            let answered = crate::repair::agent_responsive(&inner.services, &agent).await;
+            let wait = secs(inner.config.ping_timeout);
+            let answered =
+                crate::repair::agent_responsive_within(&inner.services, &agent, wait).await;
             let lost = lock(&inner.state)
                 .tracker
                 .ping_result(&agent, answered, Instant::now());
