@@ -3,11 +3,11 @@
 //! non-zero exit code failing the command as the official CLI does, and `--download-logs`.
 
 mod common;
+use common::sim::*;
 use common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 const CLOUD_CONFIG: &str = r#"
 azs: [{name: z1}]
@@ -67,112 +67,6 @@ echo "smoke complains" >&2
 exit <%= p('exit_code') %>
 "#;
 
-/// `bosh-agent`, built into this test's target dir.
-fn agent_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().and_then(Path::parent).unwrap().to_owned();
-    let target = profile.parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "bosh-agent",
-        "--bin",
-        "bosh-agent",
-    ])
-    .arg("--target-dir")
-    .arg(target)
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile.file_name().and_then(|n| n.to_str()) == Some("release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().unwrap();
-    let path = profile.join("bosh-agent");
-    assert!(
-        path.is_file(),
-        "building bosh-agent failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
-
-/// An in-process director on the sim CPI whose VMs run `agent`.
-fn director_with_agents(agent: &Path) -> (String, PathBuf, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_owned();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let data_dir = dir.clone();
-    let agent = agent.display().to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let mut opts = bosh_director::server::DirectorOptions::new(
-                data_dir,
-                "127.0.0.1:0",
-                "sim",
-                bosh_director::config::DirectorConfig::default(),
-            );
-            opts.agent_command = Some(vec![agent]);
-            let d = bosh_director::server::director_start(opts).await.unwrap();
-            let _ = tx.send(d.url.clone());
-            let _ = d.wait().await;
-        });
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(300))
-        .expect("director did not start");
-    (url, dir, tmp)
-}
-
-/// A dev release `smokers` with one errand job (nothing to compile).
-fn release_tarball(work: &Path) -> PathBuf {
-    let rel = work.join("smokers");
-    let job = rel.join("jobs/smoke");
-    std::fs::create_dir_all(job.join("templates")).unwrap();
-    std::fs::create_dir_all(rel.join("packages")).unwrap();
-    std::fs::create_dir_all(rel.join("config")).unwrap();
-    std::fs::write(rel.join("config/final.yml"), "---\nname: smokers\n").unwrap();
-    std::fs::write(job.join("spec"), SMOKE_SPEC).unwrap();
-    std::fs::write(job.join("monit"), "").unwrap();
-    std::fs::write(job.join("templates/run.erb"), SMOKE_RUN).unwrap();
-    let dir = bosh_release::release_dir::ReleaseDir::new(&rel);
-    let cache = bosh_release::index::ArchiveCache::new(work.join("cache"));
-    let opts = bosh_release::create::CreateOptions {
-        name: Some("smokers".to_owned()),
-        force: true,
-        ..Default::default()
-    };
-    let release = bosh_release::create::create_release(&dir, cache, &opts, &mut |_| {}).unwrap();
-    let out = work.join("smokers.tgz");
-    release.write_tarball(&out).unwrap();
-    out
-}
-
-/// Kills whatever still runs under the sim CPI's root (agents, jobs) when the test ends.
-struct Killer(PathBuf);
-
-impl Drop for Killer {
-    fn drop(&mut self) {
-        let needle = self.0.display().to_string();
-        let me = std::process::id().to_string();
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for e in dir.flatten() {
-            let pid = e.file_name().to_string_lossy().to_string();
-            if pid == me || !pid.chars().all(|c| c.is_ascii_digit()) {
-                continue;
-            }
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&needle) {
-                let _ = Command::new("kill").args(["-9", &pid]).status();
-            }
-        }
-    }
-}
-
 #[test]
 fn run_errand_passes_exit_codes_through() {
     let agent = agent_bin();
@@ -196,7 +90,7 @@ fn run_errand_passes_exit_codes_through() {
     bosh_stemcell::sim::build_sim_stemcell(&bosh_stemcell::sim::SimStemcellOptions::new(&stemcell))
         .unwrap();
     ok(&run(&["upload-stemcell", stemcell.to_str().unwrap()]));
-    let release = release_tarball(work.path());
+    let release = smokers_tarball(work.path());
     ok(&run(&["upload-release", release.to_str().unwrap()]));
     let cc = work.path().join("cc.yml");
     std::fs::write(&cc, CLOUD_CONFIG).unwrap();
@@ -265,4 +159,16 @@ fn run_errand_passes_exit_codes_through() {
     // An unknown errand fails the task.
     let (_, err) = fails(&run(&["run-errand", "nope"]));
     assert!(err.starts_with("Running errand 'nope'"), "{err}");
+}
+
+/// A dev release `smokers` with one errand job (nothing to compile).
+fn smokers_tarball(work: &Path) -> PathBuf {
+    dev_release_tarball(
+        work,
+        "smokers",
+        "smoke",
+        SMOKE_SPEC,
+        "",
+        &[("run.erb", SMOKE_RUN)],
+    )
 }

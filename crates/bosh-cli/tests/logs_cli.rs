@@ -5,6 +5,7 @@
 //! ephemeral user; afterwards the files are gone and the cleanup task removed the user.
 
 mod common;
+use common::sim::*;
 use common::*;
 
 use std::path::{Path, PathBuf};
@@ -75,15 +76,15 @@ case "$1" in
 esac
 "#;
 
-/// A fake `ssh`/`scp`: appends its arguments (one per line, then `--`) to `$FAKE_LOG`, and
-/// for `IdentityFile=` / `UserKnownHostsFile=` / `-l USER` checks what must exist during a
-/// session: the key, the known-hosts file, and the user's authorized key on some sim VM
-/// equal to the key's public half.
+/// A fake `ssh`/`scp`: appends its arguments (one per line, then `--`, in one write) to
+/// `$FAKE_LOG`, and for `IdentityFile=` / `UserKnownHostsFile=` / `-l USER` checks what must
+/// exist during a session: the key, the known-hosts file, and the user's authorized key on
+/// some sim VM equal to the key's public half.
 const FAKE: &str = r#"#!/bin/bash
 set -u
-key= ; known= ; user= ; prev=
+key= ; known= ; user= ; prev= ; buf=
 for a in "$@"; do
-  echo "$a" >> "$FAKE_LOG"
+  buf+="$a"$'\n'
   case "$a" in
     IdentityFile=*) key="${a#IdentityFile=}" ;;
     UserKnownHostsFile=*) known="${a#UserKnownHostsFile=}" ;;
@@ -92,7 +93,8 @@ for a in "$@"; do
   case "$a" in *@*:*) user="${a%%@*}" ;; esac
   prev="$a"
 done
-echo "--" >> "$FAKE_LOG"
+# One append per invocation: parallel sessions (one per instance) must not interleave lines.
+printf '%s--\n' "$buf" >> "$FAKE_LOG"
 [ -f "$key" ] || { echo "no key file $key" >&2; exit 3; }
 [ -f "$known" ] || { echo "no known hosts $known" >&2; exit 3; }
 pub="$(ssh-keygen -y -f "$key" | cut -d' ' -f1-2)"
@@ -104,118 +106,6 @@ done
 echo "hello from $(basename "$0") as $user"
 echo "a warning" >&2
 "#;
-
-/// `bosh-agent`, built into this test's target dir.
-fn agent_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().and_then(Path::parent).unwrap().to_owned();
-    let target = profile.parent().unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "bosh-agent",
-        "--bin",
-        "bosh-agent",
-    ])
-    .arg("--target-dir")
-    .arg(target)
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile.file_name().and_then(|n| n.to_str()) == Some("release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().unwrap();
-    let path = profile.join("bosh-agent");
-    assert!(
-        path.is_file(),
-        "building bosh-agent failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
-
-/// An in-process director on the sim CPI whose VMs run `agent`.
-fn director_with_agents(agent: &Path) -> (String, PathBuf, tempfile::TempDir) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_owned();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let data_dir = dir.clone();
-    let agent = agent.display().to_string();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let mut opts = bosh_director::server::DirectorOptions::new(
-                data_dir,
-                "127.0.0.1:0",
-                "sim",
-                bosh_director::config::DirectorConfig::default(),
-            );
-            opts.agent_command = Some(vec![agent]);
-            let d = bosh_director::server::director_start(opts).await.unwrap();
-            let _ = tx.send(d.url.clone());
-            let _ = d.wait().await;
-        });
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(300))
-        .expect("director did not start");
-    (url, dir, tmp)
-}
-
-/// A dev release `loggers` with one shell job that logs (nothing to compile).
-fn release_tarball(work: &Path) -> PathBuf {
-    let rel = work.join("loggers");
-    let job = rel.join("jobs/logger");
-    std::fs::create_dir_all(job.join("templates")).unwrap();
-    std::fs::create_dir_all(rel.join("packages")).unwrap();
-    std::fs::create_dir_all(rel.join("config")).unwrap();
-    std::fs::write(rel.join("config/final.yml"), "---\nname: loggers\n").unwrap();
-    std::fs::write(
-        job.join("spec"),
-        "---\nname: logger\ntemplates:\n  ctl.erb: bin/ctl\npackages: []\nproperties: {}\n",
-    )
-    .unwrap();
-    std::fs::write(job.join("monit"), MONIT).unwrap();
-    std::fs::write(job.join("templates/ctl.erb"), CTL).unwrap();
-    let dir = bosh_release::release_dir::ReleaseDir::new(&rel);
-    let cache = bosh_release::index::ArchiveCache::new(work.join("cache"));
-    let opts = bosh_release::create::CreateOptions {
-        name: Some("loggers".to_owned()),
-        force: true,
-        ..Default::default()
-    };
-    let release = bosh_release::create::create_release(&dir, cache, &opts, &mut |_| {}).unwrap();
-    let out = work.join("loggers.tgz");
-    release.write_tarball(&out).unwrap();
-    out
-}
-
-fn processes_mentioning(needle: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != me)
-        .filter(|pid| {
-            let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).unwrap_or_default();
-            let hay = [read("cmdline"), read("environ")].concat();
-            hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-        })
-        .collect()
-}
-
-struct Killer(PathBuf);
-
-impl Drop for Killer {
-    fn drop(&mut self) {
-        for pid in processes_mentioning(&self.0.display().to_string()) {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-    }
-}
 
 /// The `.tgz` files in `dir`.
 fn tarballs(dir: &Path) -> Vec<String> {
@@ -353,7 +243,7 @@ fn logs_ssh_and_scp_through_the_cli() {
     bosh_stemcell::sim::build_sim_stemcell(&bosh_stemcell::sim::SimStemcellOptions::new(&stemcell))
         .unwrap();
     ok(&run(&["upload-stemcell", stemcell.to_str().unwrap()]));
-    let release = release_tarball(work.path());
+    let release = loggers_tarball(work.path());
     ok(&run(&["upload-release", release.to_str().unwrap()]));
     let cc = work.path().join("cc.yml");
     std::fs::write(&cc, CLOUD_CONFIG).unwrap();
@@ -490,4 +380,10 @@ fn logs_ssh_and_scp_through_the_cli() {
     ));
     assert!(err.contains("Running SSH"), "{err}");
     ssh_users_gone(&sim);
+}
+
+/// A dev release `loggers` with one shell job that logs (nothing to compile).
+fn loggers_tarball(work: &Path) -> PathBuf {
+    let spec = "---\nname: logger\ntemplates:\n  ctl.erb: bin/ctl\npackages: []\nproperties: {}\n";
+    dev_release_tarball(work, "loggers", "logger", spec, MONIT, &[("ctl.erb", CTL)])
 }

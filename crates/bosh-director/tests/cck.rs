@@ -9,9 +9,9 @@ mod common;
 #[path = "common/deploy_world.rs"]
 mod deploy_world;
 
-use deploy_world::{TestJob, World, processes_mentioning, release_tarball};
+use deploy_world::{World, processes_mentioning, sleepers_release};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 const CLOUD_CONFIG: &str = r#"
@@ -31,50 +31,6 @@ compilation:
   az: z1
   vm_type: small
 "#;
-
-const SPEC: &str = r#"---
-name: sleeper
-templates:
-  ctl.erb: bin/ctl
-packages: []
-properties: {}
-"#;
-
-const MONIT: &str = r#"check process sleeper
-  with pidfile /var/vcap/sys/run/sleeper/sleeper.pid
-  start program "/var/vcap/jobs/sleeper/bin/ctl start"
-  stop program "/var/vcap/jobs/sleeper/bin/ctl stop"
-  group vcap
-"#;
-
-const CTL: &str = r#"#!/bin/bash
-set -eu
-RUN=/var/vcap/sys/run/sleeper
-mkdir -p "$RUN"
-case "$1" in
-  start)
-    echo $$ > "$RUN/sleeper.pid"
-    exec sleep 100000
-    ;;
-  stop)
-    kill "$(cat "$RUN/sleeper.pid")" 2>/dev/null || true
-    rm -f "$RUN/sleeper.pid"
-    ;;
-esac
-"#;
-
-fn release(work: &Path) -> PathBuf {
-    release_tarball(
-        work,
-        "sleepers",
-        &[TestJob {
-            name: "sleeper",
-            spec: SPEC,
-            monit: MONIT,
-            templates: &[("ctl.erb", CTL)],
-        }],
-    )
-}
 
 fn manifest(name: &str, instances: u32, extra: &str) -> String {
     format!(
@@ -104,7 +60,7 @@ instance_groups:
 
 async fn world(work: &Path) -> World {
     let w = World::start_with_stemcell(work, CLOUD_CONFIG).await;
-    w.upload("releases", &release(work)).await;
+    w.upload("releases", &sleepers_release(work)).await;
     w
 }
 

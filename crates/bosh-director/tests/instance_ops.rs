@@ -8,9 +8,8 @@ mod common;
 #[path = "common/deploy_world.rs"]
 mod deploy_world;
 
-use deploy_world::{TestJob, World, release_tarball, task_id};
+use deploy_world::{World, sleepers_release, task_id};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 
 const CLOUD_CONFIG: &str = r#"
 azs: [{name: z1}]
@@ -29,50 +28,6 @@ compilation:
   az: z1
   vm_type: small
 "#;
-
-const SPEC: &str = r#"---
-name: sleeper
-templates:
-  ctl.erb: bin/ctl
-packages: []
-properties: {}
-"#;
-
-const MONIT: &str = r#"check process sleeper
-  with pidfile /var/vcap/sys/run/sleeper/sleeper.pid
-  start program "/var/vcap/jobs/sleeper/bin/ctl start"
-  stop program "/var/vcap/jobs/sleeper/bin/ctl stop"
-  group vcap
-"#;
-
-const CTL: &str = r#"#!/bin/bash
-set -eu
-RUN=/var/vcap/sys/run/sleeper
-mkdir -p "$RUN"
-case "$1" in
-  start)
-    echo $$ > "$RUN/sleeper.pid"
-    exec sleep 100000
-    ;;
-  stop)
-    kill "$(cat "$RUN/sleeper.pid")" 2>/dev/null || true
-    rm -f "$RUN/sleeper.pid"
-    ;;
-esac
-"#;
-
-fn release(work: &Path) -> PathBuf {
-    release_tarball(
-        work,
-        "sleepers",
-        &[TestJob {
-            name: "sleeper",
-            spec: SPEC,
-            monit: MONIT,
-            templates: &[("ctl.erb", CTL)],
-        }],
-    )
-}
 
 const MANIFEST: &str = r#"
 name: dep
@@ -232,7 +187,7 @@ impl World {
 async fn state_changes_converge_instances_without_a_new_plan() {
     let work = tempfile::tempdir().unwrap();
     let w = World::start_with_stemcell(work.path(), CLOUD_CONFIG).await;
-    w.upload("releases", &release(work.path())).await;
+    w.upload("releases", &sleepers_release(work.path())).await;
     let (_, task) = w.deploy(MANIFEST, "").await;
     assert_eq!(task["state"], "done", "{task}");
 
@@ -506,7 +461,7 @@ async fn state_changes_converge_instances_without_a_new_plan() {
 async fn no_converge_actions_act_on_one_instance() {
     let work = tempfile::tempdir().unwrap();
     let w = World::start_with_stemcell(work.path(), CLOUD_CONFIG).await;
-    w.upload("releases", &release(work.path())).await;
+    w.upload("releases", &sleepers_release(work.path())).await;
     let manifest = MANIFEST.replace("instances: 3", "instances: 2");
     let (_, task) = w.deploy(&manifest, "").await;
     assert_eq!(task["state"], "done", "{task}");

@@ -3,6 +3,8 @@
 //! drop, and a `bosh-rs` runner with an isolated `HOME`.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -171,7 +171,7 @@ impl Tracker {
     }
 
     /// Replaces the expected VMs with `vms`; `locked` deployments are not judged (their VMs
-    /// may be made or deleted by a running task) and their grace periods restart.
+    /// may be made or deleted by a running task); a VM first seen is given a grace period.
     pub fn expected_set(&mut self, vms: Vec<ExpectedVm>, locked: &[String], now: Instant) {
         let mut next = HashMap::with_capacity(vms.len());
         for vm in vms {
@@ -182,8 +182,11 @@ impl Tracker {
                 last_ping: None,
                 unresponsive_since: None,
             });
+            // A lock pauses judging but does not restart the grace period of a VM already
+            // tracked: when a repair task of the deployment ends, the other VMs lost meanwhile
+            // are pinged at once instead of a full timeout later (a late ping still guards
+            // against false alarms).
             if locked.contains(&vm.deployment) {
-                t.since = now;
                 t.unresponsive_since = None;
             }
             t.vm = vm;
@@ -414,16 +417,23 @@ mod tests {
         tr.expected_set(vec![vm("b")], &[], t0);
         let locked = vec!["dep".to_owned()];
         assert!(tr.tick(&locked, T, later).pings.is_empty());
-        // The lock restarts the grace period.
+        // Once the lock is gone, the agent silent all along is pinged at once.
         tr.expected_set(vec![vm("b")], &locked, later);
+        assert_eq!(
+            tr.tick(&[], T, later + Duration::from_secs(1)).pings.len(),
+            1
+        );
+        // A VM that appears during a lock still gets its grace period.
+        tr.expected_set(vec![vm("b"), vm("c")], &locked, later);
+        tr.ping_result("b", true, later + Duration::from_secs(1));
         assert!(
             tr.tick(&[], T, later + Duration::from_secs(5))
                 .pings
                 .is_empty()
         );
         assert_eq!(
-            tr.tick(&[], T, later + Duration::from_secs(10)).pings.len(),
-            1
+            tr.tick(&[], T, later + Duration::from_millis(10_500)).pings,
+            vec!["c".to_owned()]
         );
     }
 

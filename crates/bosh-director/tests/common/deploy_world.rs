@@ -569,3 +569,50 @@ impl World {
         out
     }
 }
+
+/// The spec, monit file and control script of the `sleeper` job of [`sleepers_release`].
+pub const SLEEPER_SPEC: &str = r#"---
+name: sleeper
+templates:
+  ctl.erb: bin/ctl
+packages: []
+properties: {}
+"#;
+
+pub const SLEEPER_MONIT: &str = r#"check process sleeper
+  with pidfile /var/vcap/sys/run/sleeper/sleeper.pid
+  start program "/var/vcap/jobs/sleeper/bin/ctl start"
+  stop program "/var/vcap/jobs/sleeper/bin/ctl stop"
+  group vcap
+"#;
+
+pub const SLEEPER_CTL: &str = r#"#!/bin/bash
+set -eu
+RUN=/var/vcap/sys/run/sleeper
+mkdir -p "$RUN"
+case "$1" in
+  start)
+    echo $$ > "$RUN/sleeper.pid"
+    exec sleep 100000
+    ;;
+  stop)
+    kill "$(cat "$RUN/sleeper.pid")" 2>/dev/null || true
+    rm -f "$RUN/sleeper.pid"
+    ;;
+esac
+"#;
+
+/// A dev release `sleepers` with one shell job `sleeper` whose process sleeps (its pidfile
+/// names it): nothing to compile.
+pub fn sleepers_release(work: &Path) -> PathBuf {
+    release_tarball(
+        work,
+        "sleepers",
+        &[TestJob {
+            name: "sleeper",
+            spec: SLEEPER_SPEC,
+            monit: SLEEPER_MONIT,
+            templates: &[("ctl.erb", SLEEPER_CTL)],
+        }],
+    )
+}
