@@ -33,5 +33,7 @@ examples-test:
 	# smoke.sh also runs test/templates.sh (the ERB checks).
 	bash examples/greeter-release/test/smoke.sh
 
+## bench: every bench/*.sh into BENCHMARKS.md (~25 min on 2 cores), on the binaries built here
 bench: deps build
+	cargo build --profile agent -p bosh-agent
 	BOSH_RS=$(BOSH_RS) bash bench/run.sh

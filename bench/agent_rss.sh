@@ -5,6 +5,10 @@
 #
 #   IDLE_SECS=10   how long to watch the idle agent (one reading per second)
 #   PACKAGE_MB=64  size of the random file inside the applied package
+#
+# Writes bench/out/agent_rss.md and agent_rss.goals.tsv (the busy peak is shown beside it).
+#
+# goal: agent RSS idle ≤ 10 MB
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 source "${REPO}/bench/lib/common.sh"
@@ -13,6 +17,7 @@ require_bins "${BOSH_AGENT}"
 command -v nats-server >/dev/null || { echo "nats-server is not installed" >&2; exit 1; }
 IDLE_SECS=${IDLE_SECS:-10}
 PACKAGE_MB=${PACKAGE_MB:-64}
+goal_reset agent_rss
 
 TMP=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/agent-rss.XXXXXX")
 pids=()
@@ -86,6 +91,11 @@ elapsed=$(awk -v a="${start}" -v b="$(now_s)" 'BEGIN { printf "%.2f", b - a }')
 apply_hwm=$(kib "${agent}" VmHWM)
 after_rss=$(kib "${agent}" VmRSS)
 
+idle_med=$(median "${idle[@]}")
+idle_mb=$(awk -v k="${idle_med}" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }')
+goal_record agent_rss "agent RSS idle ≤ 10 MB" \
+  "${idle_mb} MB ($(mib "${idle_med}")) idle on NATS, median of ${#idle[@]} readings; busy: VmHWM $(mib "${apply_hwm}") during a ${PACKAGE_MB} MiB apply ($(basename "$(dirname "${BOSH_AGENT}")") build)" \
+  "${idle_mb}" le 10
 mkdir -p "${REPO}/bench/out"
 {
   echo "## Agent memory"

@@ -21,7 +21,9 @@
 # compiled is that create_vm ran once (the instance's VM: no compilation VM) and the task
 # has no "Compiling packages" stage. Cost per package = compile phase / PACKAGES.
 # On exit the deployments are deleted and what is left under the scratch dir is killed by pid.
-# Writes bench/out/compile_cache.md.
+# Writes bench/out/compile_cache.md and compile_cache.goals.tsv.
+#
+# goal: compiled-package cache hit ≤ 50 ms per package
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,10 +34,7 @@ source "${REPO}/bench/lib/director.sh"
 # shellcheck source=bench/lib/deploy.sh
 source "${REPO}/bench/lib/deploy.sh"
 
-TARGET=${CARGO_TARGET_DIR:-${REPO}/target}
-BOSH_DIRECTOR=${BOSH_DIRECTOR:-${TARGET}/release/bosh-director}
-BOSH_RS=${BOSH_RS:-${TARGET}/release/bosh-rs}
-export BOSH_AGENT_BIN=${BOSH_AGENT_BIN:-${TARGET}/release/bosh-agent}
+bench_bins
 PACKAGES=${PACKAGES:-20}
 RUNS=${RUNS:-5}
 OUT="${REPO}/bench/out/compile_cache.md"
@@ -44,27 +43,13 @@ GOAL_MS=50
 die() { echo "compile_cache.sh: $*" >&2; exit 1; }
 case "${PACKAGES}${RUNS}" in *[!0-9]*) die "PACKAGES and RUNS must be integers" ;; esac
 [ "${PACKAGES}" -ge 1 ] && [ "${RUNS}" -ge 1 ] || die "PACKAGES and RUNS must be at least 1"
-for b in "${BOSH_DIRECTOR}" "${BOSH_RS}" "${BOSH_AGENT_BIN}"; do
-  [ -x "${b}" ] || die "${b} not found; build first: cargo build --release --workspace"
-done
-for c in curl jq git; do command -v "${c}" >/dev/null || die "${c} is needed"; done
-[ -x "${NATS_SERVER:-/usr/sbin/nats-server}" ] || die "nats-server is needed (Debian's, or set NATS_SERVER)"
+deploy_require compile_cache.sh
+goal_reset compile_cache
 
-WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/bench-compile-cache.XXXXXX")
+deploy_scratch compile-cache
 DEPLOYED=()
-cleanup() {
-  local d
-  for d in "${DEPLOYED[@]}"; do
-    [ -n "${DIRECTOR_PID:-}" ] || break
-    timeout 300 "${BOSH_RS}" -n -d "${d}" delete-deployment --force >>"${WORK}/cleanup.log" 2>&1 || true
-  done
-  deploy_cleanup ""
-}
-trap cleanup EXIT
+trap 'deploy_cleanup "${DEPLOYED[@]}"' EXIT
 trap 'exit 130' INT TERM
-export HOME="${WORK}/home"
-mkdir -p "${HOME}"
-LOG="${WORK}/cli.log"
 
 # ------------------------------------------------------------ release: PACKAGES packages
 rel="${WORK}/pkgs-release"
@@ -77,91 +62,16 @@ for k in $(seq 1 "${PACKAGES}"); do
   echo "payload of ${p}" >"${rel}/src/${p}/data.txt"
   deps="[]"
   [ $((k % 4)) -ne 1 ] && deps="[$(printf 'pkg-%03d' $((k - 1)))]"
-  cat >"${rel}/packages/${p}/spec" <<EOF
----
-name: ${p}
-dependencies: ${deps}
-files:
-- ${p}/data.txt
-EOF
-  cat >"${rel}/packages/${p}/packaging" <<EOF
-set -e
-cp ${p}/data.txt "\${BOSH_INSTALL_TARGET}/"
-EOF
+  printf -- '---\nname: %s\ndependencies: %s\nfiles:\n- %s/data.txt\n' "${p}" "${deps}" "${p}" \
+    >"${rel}/packages/${p}/spec"
+  printf 'set -e\ncp %s/data.txt "${BOSH_INSTALL_TARGET}/"\n' "${p}" >"${rel}/packages/${p}/packaging"
 done
-mkdir -p "${rel}/jobs/idler/templates"
-{
-  echo "---"
-  echo "name: idler"
-  echo "templates:"
-  echo "  ctl: bin/ctl"
-  echo "packages: [$(IFS=,; echo "${names[*]}" | sed 's/,/, /g')]"
-  echo "properties: {}"
-} >"${rel}/jobs/idler/spec"
-cat >"${rel}/jobs/idler/monit" <<'EOF'
-check process idler
-  with pidfile /var/vcap/sys/run/idler/idler.pid
-  start program "/var/vcap/jobs/idler/bin/ctl start"
-  stop program "/var/vcap/jobs/idler/bin/ctl stop"
-  group vcap
-EOF
-cat >"${rel}/jobs/idler/templates/ctl" <<'EOF'
-#!/bin/sh
-RUN=/var/vcap/sys/run/idler
-case "$1" in
-  start)
-    mkdir -p "$RUN"
-    sleep 2147483647 </dev/null >/dev/null 2>&1 &
-    echo $! >"$RUN/idler.pid" ;;
-  stop) [ -s "$RUN/idler.pid" ] && kill "$(cat "$RUN/idler.pid")" 2>/dev/null; rm -f "$RUN/idler.pid" ;;
-esac
-EOF
-(cd "${rel}" && git init -q . && git add -A && git -c user.name=bench -c user.email=bench@localhost commit -qm pkgs)
-bosh "${LOG}" create-release --force --name pkgs --tarball "${WORK}/pkgs.tgz" --dir "${rel}"
+idler_job_write "${rel}" "${names[@]}"
+release_tarball "${LOG}" "${rel}" pkgs "${WORK}/pkgs.tgz"
 
 # ------------------------------------------------------------ director, stemcell, configs
-deploy_director_start "${WORK}/director"
-DATA="${WORK}/director/data"
-upload_sim_stemcell "${LOG}"
-bosh "${LOG}" upload-release "${WORK}/pkgs.tgz"
-cat >"${WORK}/cloud.yml" <<'EOF'
-azs: [{name: z1}]
-networks:
-- name: default
-  type: manual
-  subnets:
-  - range: 127.6.0.0/24
-    gateway: 127.6.0.1
-    dns: [127.0.0.53]
-    azs: [z1]
-    reserved: [127.6.0.2 - 127.6.0.9]
-    cloud_properties: {}
-vm_types: [{name: small, cloud_properties: {}}]
-compilation:
-  workers: 2
-  az: z1
-  network: default
-  vm_type: small
-  reuse_compilation_vms: true
-EOF
-bosh "${LOG}" -n update-cloud-config "${WORK}/cloud.yml"
-
-manifest() {
-  cat <<EOF
-name: $1
-releases: [{name: pkgs, version: latest}]
-stemcells: [{alias: default, os: debian-bookworm, version: latest}]
-update: {canaries: 1, max_in_flight: 1, canary_watch_time: 1000-30000, update_watch_time: 1000-30000}
-instance_groups:
-- name: idler
-  instances: 1
-  azs: [z1]
-  vm_type: small
-  stemcell: default
-  networks: [{name: default}]
-  jobs: [{name: idler, release: pkgs}]
-EOF
-}
+deploy_env_start "${LOG}" "${WORK}/pkgs.tgz"
+sim_cloud_config_update "${LOG}" 127.6.0.0/24 z1
 
 # metric NAME LABELS: a sample's value from GET /metrics (0 when absent)
 metric() {
@@ -173,7 +83,7 @@ create_vms() { metric bosh_director_cpi_call_duration_seconds_count 'method="cre
 # deploy_measured NAME: deploys NAME; prints "compile_seconds create_vm_calls compile_stage_events"
 deploy_measured() {
   local name=$1 s0 v0 s1 v1 id stages
-  manifest "${name}" >"${WORK}/${name}.yml"
+  idler_manifest "${name}" pkgs z1 1 idler=1 >"${WORK}/${name}.yml"
   s0=$(compile_sum) v0=$(create_vms)
   : >"${WORK}/${name}.log"
   DEPLOYED+=("${name}")
@@ -204,6 +114,8 @@ done
 
 med=$(median "${per_pkg[@]}")
 verdict=$(awk -v v="${med}" -v g="${GOAL_MS}" 'BEGIN { print (v <= g) ? "met" : "**missed**" }')
+goal_record compile_cache "compiled-package cache hit ≤ 50 ms per package" \
+  "${med} ms per package (${PACKAGES} packages, median of ${RUNS} deploys)" "${med}" le "${GOAL_MS}"
 mkdir -p "$(dirname "${OUT}")"
 {
   echo "## deploy: compiled-package cache hit"

@@ -5,7 +5,7 @@
 #   bench/create_release.sh
 #
 # Environment:
-#   BOSH_RS   bosh-rs binary            (default: target/release/bosh-rs)
+#   BOSH_RS   bosh-rs binary            (default: ${CARGO_TARGET_DIR:-target}/release/bosh-rs)
 #   BOSH_CLI  also time this official bosh CLI binary for comparison (optional)
 #   RUNS      timed runs per tool       (default: 3)
 #   FILES     generated source files    (default: 2000)
@@ -23,7 +23,7 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib/common.sh
 source "${REPO}/bench/lib/common.sh"
 
-BOSH_RS=${BOSH_RS:-${REPO}/target/release/bosh-rs}
+BOSH_RS=${BOSH_RS:-${CARGO_TARGET_DIR:-${REPO}/target}/release/bosh-rs}
 BOSH_CLI=${BOSH_CLI:-}
 RUNS=${RUNS:-3}
 FILES=${FILES:-2000}

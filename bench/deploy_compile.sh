@@ -30,10 +30,7 @@ source "${REPO}/bench/lib/director.sh"
 # shellcheck source=bench/lib/deploy.sh
 source "${REPO}/bench/lib/deploy.sh"
 
-TARGET=${CARGO_TARGET_DIR:-${REPO}/target}
-BOSH_DIRECTOR=${BOSH_DIRECTOR:-${TARGET}/release/bosh-director}
-BOSH_RS=${BOSH_RS:-${TARGET}/release/bosh-rs}
-export BOSH_AGENT_BIN=${BOSH_AGENT_BIN:-${TARGET}/release/bosh-agent}
+bench_bins
 RUNS=${RUNS:-3}
 OUT="${REPO}/bench/out/deploy_compile.md"
 SRC="${REPO}/examples/greeter-release"
@@ -41,20 +38,13 @@ DEPLOYMENT=greeter
 
 die() { echo "deploy_compile.sh: $*" >&2; exit 1; }
 case "${RUNS}" in '' | *[!0-9]*) die "RUNS must be an integer" ;; esac
-for b in "${BOSH_DIRECTOR}" "${BOSH_RS}" "${BOSH_AGENT_BIN}"; do
-  [ -x "${b}" ] || die "${b} not found; build first: cargo build --release --workspace"
-done
-for c in cc curl jq python3 git; do
-  command -v "${c}" >/dev/null || die "${c} is needed"
-done
+deploy_require deploy_compile.sh
+command -v cc >/dev/null || die "cc is needed"
 
-WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/bench-deploy-compile.XXXXXX")
+deploy_scratch deploy-compile
 DEPLOYED= WATCHER=
 trap '[ -z "${WATCHER}" ] || kill "${WATCHER}" 2>/dev/null; deploy_cleanup "${DEPLOYED}"' EXIT
 trap 'exit 130' INT TERM
-export HOME="${WORK}/home"
-mkdir -p "${HOME}"
-LOG="${WORK}/cli.log"
 
 # ------------------------------------------------------------ each package alone
 # stage PKG DIR: the files the package's spec names, under DIR, as a compilation VM has them
@@ -74,7 +64,7 @@ package_alone() {
   (cd "${WORK}/alone/${pkg}" && BOSH_INSTALL_TARGET="${WORK}/alone/packages/${pkg}" \
     BOSH_PACKAGES_DIR="${WORK}/alone/packages" bash "${SRC}/packages/${pkg}/packaging") \
     >>"${WORK}/alone.log" 2>&1 || { tail "${WORK}/alone.log" >&2; die "packaging ${pkg} failed (run ${run})"; }
-  awk -v a="${t0}" -v b="$(now_s)" 'BEGIN { printf "%.3f", b - a }'
+  elapsed "${t0}"
 }
 lib_times=() greeter_times=()
 for i in $(seq 1 "${RUNS}"); do
@@ -110,7 +100,7 @@ cold_compile() {
   DEPLOYED=${DEPLOYMENT}
   t0=$(now_s)
   bosh "${WORK}/deploy-${run}.log" -n -d "${DEPLOYMENT}" deploy "${REPO}/examples/manifests/greeter.yml"
-  deploy_wall=$(awk -v a="${t0}" -v b="$(now_s)" 'BEGIN { printf "%.3f", b - a }')
+  deploy_wall=$(elapsed "${t0}")
   sleep 0.1
   kill "${WATCHER}" 2>/dev/null || true
   WATCHER=

@@ -21,7 +21,12 @@
 # every instance an instance row with a ~700 B apply spec, its active VM and its IP. The
 # director (--cpi sim, its own nats-server child, no VM running) is then started RUNS times: its
 # VmRSS is read after 5 s idle (before any request), each endpoint is timed REQUESTS times
-# (bench/lib/timing.sh), and VmRSS/VmHWM are read again. Writes bench/out/director_scale.md.
+# (bench/lib/timing.sh), and VmRSS/VmHWM are read again. Writes bench/out/director_scale.md
+# and records the RSS and the two p99 goals (bench/out/director_scale.goals.tsv).
+#
+# goal: director RSS idle (1,500 deployments, 10,000 instances) ≤ 100 MB
+# goal: GET /deployments p99 ≤ 50 ms
+# goal: GET /deployments/x/instances (1,000) p99 ≤ 50 ms
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -51,6 +56,7 @@ case "${DEPLOYMENTS}${INSTANCES}${BIG}${REQUESTS}${RUNS}" in *[!0-9]*) die "coun
 [ -x "${BOSH_DIRECTOR}" ] || die "${BOSH_DIRECTOR} not found; build it first: cargo build --release -p bosh-director"
 command -v sqlite3 >/dev/null || die "sqlite3 is needed (apt-get install sqlite3)"
 command -v curl >/dev/null || die "curl is needed"
+goal_reset director_scale
 
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/bench-director-scale.XXXXXX")
 if [ "${BENCH_KEEP:-0}" = 1 ]; then
@@ -195,6 +201,8 @@ rss_med=$(mib "$(median "${idle_rss[@]}")")
 after_med=$(mib "$(median "${after_rss[@]}")")
 hwm_med=$(mib "$(median "${hwm[@]}")")
 verdict() { awk -v v="$1" -v g="$2" 'BEGIN { print (v <= g) ? "met" : "**missed**" }'; }
+goal_record director_scale "director RSS idle (1,500 deployments, 10,000 instances) ≤ 100 MB" \
+  "${rss_med} MiB (${counts})" "${rss_med}" le "${GOAL_RSS_MIB}"
 ROWS=()
 worst=0
 for path in "${PATHS[@]}"; do
@@ -210,6 +218,15 @@ for path in "${PATHS[@]}"; do
     */deployment-00001/*) what="${BIG} instances" ;;
     *) what="${small_n} instances" ;;
   esac
+  case "${path}" in
+    /deployments) goal="GET /deployments p99 ≤ ${GOAL_MS} ms" ;;
+    */deployment-00001/*) goal="GET /deployments/x/instances (1,000) p99 ≤ ${GOAL_MS} ms" ;;
+    *) goal="" ;;
+  esac
+  if [ -n "${goal}" ]; then
+    goal_record director_scale "${goal}" "$(printf '%.1f' "${p99}") ms p99 (${what}, p50 $(printf '%.1f' "${p50}") ms)" \
+      "${p99}" le "${GOAL_MS}"
+  fi
   ROWS+=("| \`GET ${path}\` (${what}) | ${RUNS} × ${REQUESTS} | $(printf '%.1f' "${p50}") ms | **$(printf '%.1f' "${p99}") ms** | ${mx} ms | ${BODY[${path}]} | ≤ ${GOAL_MS} ms: $(verdict "${p99}" "${GOAL_MS}") |")
 done
 

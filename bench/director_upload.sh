@@ -18,7 +18,9 @@
 # director, warms it with two requests, reads VmHWM from /proc/PID/status, POSTs the tarball
 # as the raw body with curl (`-T`, streamed from disk), polls the task until it ends, and reads
 # VmHWM again. Wall time runs from the first byte sent to the task's end.
-# Writes bench/out/director_upload.md.
+# Writes bench/out/director_upload.md and director_upload.goals.tsv.
+#
+# goal: 1 GiB release upload: director peak RSS growth ≤ 64 MiB
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,9 +29,7 @@ source "${REPO}/bench/lib/common.sh"
 # shellcheck source=bench/lib/director.sh
 source "${REPO}/bench/lib/director.sh"
 
-TARGET=${CARGO_TARGET_DIR:-${REPO}/target}
-BOSH_DIRECTOR=${BOSH_DIRECTOR:-${TARGET}/release/bosh-director}
-BOSH_RS=${BOSH_RS:-${TARGET}/release/bosh-rs}
+bench_bins
 BLOB_MB=${BLOB_MB:-1024}
 RUNS=${RUNS:-2}
 CACHE=${BENCH_CACHE:-${HOME}/.cache/bosh-rs/bench}/upload-${BLOB_MB}m
@@ -43,6 +43,7 @@ for b in "${BOSH_DIRECTOR}" "${BOSH_RS}"; do
   [ -x "${b}" ] || die "${b} not found; build it first: cargo build --release -p bosh-director -p bosh-cli"
 done
 command -v curl >/dev/null || die "curl is needed"
+goal_reset director_upload
 
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/bench-director-upload.XXXXXX")
 trap 'director_stop; rm -rf "${WORK}"' EXIT
@@ -104,6 +105,9 @@ done
 
 max_growth=$(max_of "${growths[@]}")
 verdict=$(awk -v g="${max_growth}" -v goal="${GOAL_MIB}" 'BEGIN { print (g <= goal) ? "met" : "**missed**" }')
+goal_record director_upload "1 GiB release upload: director peak RSS growth ≤ 64 MiB" \
+  "${max_growth} MiB (largest of ${RUNS} uploads of ${SIZE}; wall median $(median "${walls[@]}") s)" \
+  "${max_growth}" le "${GOAL_MIB}"
 MACHINE=$(machine_summary)
 mkdir -p "$(dirname "${OUT}")"
 {

@@ -1,13 +1,24 @@
 #!/bin/bash
 # Runs every benchmark script bench/*.sh (except this one), then gathers
 # bench/out/*.md into BENCHMARKS.md at the repository root under a header that
-# names the machine and the date. `make bench` calls this.
+# names the machine and the date, with a table of the issue's goals first and the
+# scripts' run times last. `make bench` calls this.
 #
-#   bench/run.sh                       all benchmarks
-#   BENCH_ONLY=create_release bench/run.sh   only the scripts whose name contains the word
+#   bench/run.sh                              all benchmarks (about 25 min on 2 cores)
+#   BENCH_ONLY=create_release bench/run.sh    only the scripts whose name contains the word
+#   BENCH_ONLY="deploy_noop vm_loss" bench/run.sh   several words: a script matching any
 #
-# Each script's output is also kept in bench/out/<script>.log. Exits non-zero
-# if any benchmark failed (BENCHMARKS.md is still written from what exists).
+# Binaries: each script defaults to ${CARGO_TARGET_DIR:-target}/release/… (the Makefile
+# exports CARGO_TARGET_DIR, so `make bench` measures what its `build` step built);
+# BOSH_RS, BOSH_DIRECTOR, BOSH_AGENT_BIN override.
+#
+# Each script's output is kept in bench/out/<script>.log, its wall time and exit status in
+# bench/out/<script>.runtime. Goals: a script records its rows in bench/out/<script>.goals.tsv
+# (goal_record, bench/lib/common.sh) and names them in its header, one `# goal: TEXT` line
+# each; a declared goal without a recorded row (the script failed, or was never run) gets a
+# "not measured" row, so the table always lists every goal (a failed script that declares
+# none gets one such row for all its results). Exits non-zero if any benchmark
+# failed (BENCHMARKS.md is still written from what exists).
 set -uo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,25 +26,70 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 source "${REPO}/bench/lib/common.sh"
 OUT_DIR="${REPO}/bench/out"
 mkdir -p "${OUT_DIR}"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${REPO}/target}
+echo "==> binaries from ${CARGO_TARGET_DIR}/release (CARGO_TARGET_DIR)"
 
+# selected NAME: whether BENCH_ONLY (words) lets script NAME run
+selected() {
+  local w
+  [ -n "${BENCH_ONLY:-}" ] || return 0
+  for w in ${BENCH_ONLY}; do
+    [[ "$1" == *"${w}"* ]] && return 0
+  done
+  return 1
+}
+
+declare -A RC
 failed=()
 ran=0
+t_all=$(now_s)
 for script in "${REPO}"/bench/*.sh; do
   name=$(basename "${script}" .sh)
   [ "${name}" = run ] && continue
-  if [ -n "${BENCH_ONLY:-}" ] && [[ "${name}" != *"${BENCH_ONLY}"* ]]; then
-    continue
-  fi
+  selected "${name}" || continue
   echo "==> bench/${name}.sh"
   ran=$((ran + 1))
+  # a goal row left from an earlier run must not pass for this one's
+  rm -f "${OUT_DIR}/${name}.goals.tsv"
+  t0=$(now_s)
   bash "${script}" 2>&1 | tee "${OUT_DIR}/${name}.log"
   rc=${PIPESTATUS[0]}
+  RC[${name}]=${rc}
+  secs=$(elapsed "${t0}")
+  printf '%s\t%s\t%s\n' "${secs}" "${rc}" "$(date -u +'%Y-%m-%d %H:%M UTC')" >"${OUT_DIR}/${name}.runtime"
+  echo "==> bench/${name}.sh: $(printf '%.0f' "${secs}") s, exit ${rc}"
   if [ "${rc}" -ne 0 ]; then
     echo "==> bench/${name}.sh FAILED (exit ${rc}; log: bench/out/${name}.log)" >&2
     failed+=("${name}")
   fi
 done
 [ "${ran}" -gt 0 ] || echo "no benchmark matched BENCH_ONLY=${BENCH_ONLY:-}" >&2
+echo "==> ${ran} benchmark(s) in $(printf '%.0f' "$(elapsed "${t_all}")") s"
+
+# goal_rows NAME: the Goals table rows of script NAME: those it recorded, then a "not
+# measured" row for each goal its header declares (`# goal: TEXT`) but no recorded row names;
+# a script that records goals without declaring them, or failed, gets one when it recorded none.
+goal_rows() {
+  local name=$1 script="${REPO}/bench/$1.sh" tsv="${OUT_DIR}/$1.goals.tsv" why goal
+  if [ -n "${RC[${name}]:-}" ] && [ "${RC[${name}]}" -ne 0 ]; then
+    why="not measured: the script failed (exit ${RC[${name}]}; bench/out/${name}.log)"
+  elif [ ! -f "${tsv}" ]; then
+    why="not measured: not run"
+  else
+    why="not measured: no value recorded"
+  fi
+  [ -f "${tsv}" ] && cat "${tsv}"
+  while IFS= read -r goal; do
+    [ -n "${goal}" ] || continue
+    if [ ! -f "${tsv}" ] || ! cut -f1 "${tsv}" | grep -qxF -- "${goal}"; then
+      printf '%s\t%s\t%s\t%s\n' "${goal}" "${why}" "not measured" "${name}"
+    fi
+  done < <(sed -n 's/^# goal: //p' "${script}")
+  if ! grep -q '^# goal: ' "${script}" && [ ! -s "${tsv}" ] &&
+    { grep -q 'goal_record ' "${script}" || [ "${RC[${name}]:-0}" -ne 0 ]; }; then
+    printf '%s\t%s\t%s\t%s\n' "the results of bench/${name}.sh" "${why}" "not measured" "${name}"
+  fi
+}
 
 commit=$(git -C "${REPO}" rev-parse --short HEAD 2>/dev/null || echo unknown)
 {
@@ -44,6 +100,17 @@ commit=$(git -C "${REPO}" rev-parse --short HEAD 2>/dev/null || echo unknown)
   echo "Machine: $(machine_summary)."
   echo
   echo "How each number is measured, and how to reproduce it: [bench/README.md](bench/README.md)."
+  # One row per goal, from the bench/out/*.goals.tsv that each script writes.
+  echo
+  echo "## Goals"
+  echo
+  echo "| goal | measured | verdict | script |"
+  echo "|---|---|---|---|"
+  for script in "${REPO}"/bench/*.sh; do
+    name=$(basename "${script}" .sh)
+    [ "${name}" = run ] && continue
+    goal_rows "${name}"
+  done | awk -F'\t' 'NF >= 4 { v = ($3 == "met") ? "met" : "**" $3 "**"; printf "| %s | %s | %s | `bench/%s.sh` |\n", $1, $2, v, $4 }'
   if [ "${#failed[@]}" -gt 0 ]; then
     echo
     echo "**Failed in this run:** $(printf '`%s.sh` ' "${failed[@]}")(results below may be from an earlier run; each section gives its own date)."
@@ -53,6 +120,23 @@ commit=$(git -C "${REPO}" rev-parse --short HEAD 2>/dev/null || echo unknown)
     echo
     cat "${md}"
   done
+  echo
+  echo "## Runtime"
+  echo
+  echo "Wall time of each script's last run by \`bench/run.sh\` (its own date; the sections above"
+  echo "may come from different runs when \`BENCH_ONLY\` was used)."
+  echo
+  echo "| script | wall | exit | run |"
+  echo "|---|---|---|---|"
+  total=0
+  for rt in "${OUT_DIR}"/*.runtime; do
+    [ -f "${rt}" ] || continue
+    IFS=$'\t' read -r secs rc when <"${rt}"
+    total=$(awk -v a="${total}" -v b="${secs}" 'BEGIN { print a + b }')
+    printf '| `bench/%s.sh` | %s | %s | %s |\n' "$(basename "${rt}" .runtime)" \
+      "$(awk -v s="${secs}" 'BEGIN { printf "%d min %02d s", s / 60, s % 60 }')" "${rc}" "${when}"
+  done
+  echo "| all | $(awk -v s="${total}" 'BEGIN { printf "%d min %02d s", s / 60, s % 60 }') | | |"
 } >"${REPO}/BENCHMARKS.md"
 echo "==> wrote BENCHMARKS.md"
 

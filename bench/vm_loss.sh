@@ -15,11 +15,14 @@
 #
 # Part 1, RUNS times: kill the one VM of deployment `loss-one`; time until the scan_and_fix
 # task started (the director's log) and until it ended. Part 2: STORM instances of
-# `loss-storm`, all killed at once; time until every instance runs again. The health monitor
+# `loss-storm`, all killed at once; time until the last repair task ended (its instances run
+# again), confirmed by polling `instances` until every instance runs on a new VM. The health monitor
 # runs with its defaults except the meltdown guard, raised above STORM so the storm is repaired
 # (with the defaults it would rightly refuse). Agents heartbeat every 30 s, as the real agent,
 # so detection relies on the ping of late agents.
 # Not part of `make test`. Writes bench/out/vm_loss.md.
+#
+# goal: VM loss → recreate task started ≤ 15 s
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,6 +52,9 @@ for c in curl jq python3 git; do
   command -v "${c}" >/dev/null || die "${c} is needed"
 done
 [ -x "${NATS_SERVER:-/usr/sbin/nats-server}" ] || die "nats-server is needed (Debian's, or set NATS_SERVER)"
+goal_reset vm_loss
+# Ours, not issue 7's: the storm should cost about one repair, not one per lost VM.
+GOAL_STORM_S=${GOAL_STORM_S:-60}
 
 WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/bench-vm-loss.XXXXXX")
 DEPLOYED=
@@ -151,19 +157,42 @@ vm_cids() {
 running() {
   "${BOSH_RS}" -d "$1" instances --json | jq '[.Tables[0].Rows[] | select(.process_state == "running")] | length'
 }
-# vm_kill CID...: kills every process of those sim VMs (agent and jobs) by pid
+# vm_pids CID...: pids of every process of those sim VMs (agent and jobs): those whose command
+# line or environment names a VM's directory. One pass over /proc for all VMs: a loop per VM
+# forking per process took about a second per VM, which once hid in the storm's timings.
+vm_pids() {
+  python3 - "${DATA}/sim-cpi/vms" "$@" <<'PY'
+import os, sys
+root, cids = sys.argv[1], sys.argv[2:]
+dirs = [f"{root}/{c}".encode() for c in cids]
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        blob = b""
+        for part in ("cmdline", "environ"):
+            with open(f"/proc/{pid}/{part}", "rb") as f:
+                blob += f.read()
+    except OSError:
+        continue
+    if any(d in blob for d in dirs):
+        print(pid)
+PY
+}
+# vm_kill PID...: kills those processes at once
 vm_kill() {
-  local cid p pids=()
-  for cid in "$@"; do
-    for p in /proc/[0-9]*; do
-      if tr '\0' '\n' 2>/dev/null <"${p}/cmdline" | grep -qF "${DATA}/sim-cpi/vms/${cid}" ||
-        tr '\0' '\n' 2>/dev/null <"${p}/environ" | grep -qF "${DATA}/sim-cpi/vms/${cid}"; then
-        pids+=("${p#/proc/}")
-      fi
-    done
-  done
-  [ "${#pids[@]}" -gt 0 ] || die "no process for VMs $*"
-  kill -KILL "${pids[@]}" 2>/dev/null || true
+  [ "$#" -gt 0 ] || die "no process to kill"
+  kill -KILL "$@" 2>/dev/null || true
+}
+# old_vms_left DEPLOYMENT CID...: how many of those VM cids the deployment still has (database view)
+old_vms_left() {
+  local d=$1
+  shift
+  dcurl "${DIRECTOR_URL}/deployments/${d}/vms" | jq -r '.[].cid // empty' |
+    grep -cxF -f <(printf '%s\n' "$@") || true
+}
+# repairs_busy: scan_and_fix tasks queued or running
+repairs_busy() {
+  dcurl "${DIRECTOR_URL}/tasks?state=queued,processing,cancelling&verbose=2" |
+    jq '[.[] | select(.description == "scan and fix")] | length'
 }
 # last_scan_and_fix: id of the newest scan_and_fix task (0 when none)
 last_scan_and_fix() {
@@ -202,8 +231,9 @@ for i in $(seq 1 "${RUNS}"); do
   # let the new agent settle: the monitor judges a VM only once it is older than the timeout
   sleep 12
   cid=$(vm_cids loss-one | head -n 1)
+  mapfile -t pids < <(vm_pids "${cid}")
   t0=$(now_s)
-  vm_kill "${cid}"
+  vm_kill "${pids[@]}"
   id=$(wait_new_task "${last}")
   last=${id}
   json=$(task_wait "${id}")
@@ -217,7 +247,7 @@ for i in $(seq 1 "${RUNS}"); do
 done
 
 # ------------------------------------------------------------ part 2: STORM VMs lost at once
-storm_row=""
+storm_row="" storm_total=""
 if [ "${STORM}" -gt 0 ]; then
   manifest loss-storm "${STORM}" >"${WORK}/storm.yml"
   DEPLOYED="loss-one loss-storm"
@@ -228,20 +258,47 @@ if [ "${STORM}" -gt 0 ]; then
   mapfile -t cids < <(vm_cids loss-storm)
   [ "${#cids[@]}" -eq "${STORM}" ] || die "expected ${STORM} VMs, found ${#cids[@]}"
   last=$(last_scan_and_fix)
+  mapfile -t pids < <(vm_pids "${cids[@]}")
   t0=$(now_s)
-  vm_kill "${cids[@]}"
+  vm_kill "${pids[@]}"
   first=$(wait_new_task "${last}")
   t_first=$(log_time "${first}" started)
   deadline=$((SECONDS + 1800))
+  # First, cheaply (no task, no agent call), until no old VM is left and no repair is queued
+  # or running; then the full `instances` view until every instance runs. Polling the full view
+  # all along would keep a task worker busy on get_state calls to dead agents.
+  until [ "$(old_vms_left loss-storm "${cids[@]}")" -eq 0 ] && [ "$(repairs_busy)" -eq 0 ]; do
+    [ "${SECONDS}" -lt "${deadline}" ] || die "the storm was not repaired within 30 min"
+    sleep 0.5
+  done
   until [ "$(running loss-storm)" -eq "${STORM}" ] && ! vm_cids loss-storm | grep -qxF -f <(printf '%s\n' "${cids[@]}"); do
     [ "${SECONDS}" -lt "${deadline}" ] || die "the storm was not repaired within 30 min"
     sleep 1
   done
-  storm_total=$(sub "${t0}" "$(now_s)")
-  tasks=$(dcurl "${DIRECTOR_URL}/tasks?verbose=2&limit=200" |
-    jq --argjson after "${last}" '[.[] | select(.description == "scan and fix" and .id > $after)] | length')
-  echo "storm: first task after $(sub "${t0}" "${t_first}") s, all ${STORM} running again after ${storm_total} s (${tasks} tasks)" >&2
-  storm_row="| ${STORM} VMs lost at once → all running again (${tasks} scan_and_fix task(s); first started after $(sub "${t0}" "${t_first}") s) | 1 | **${storm_total} s** | | | |"
+  storm_seen=$(sub "${t0}" "$(now_s)")
+  mapfile -t storm_tasks < <(dcurl "${DIRECTOR_URL}/tasks?verbose=2&limit=200" |
+    jq --argjson after "${last}" '.[] | select(.description == "scan and fix" and .id > $after) | .id')
+  tasks=${#storm_tasks[@]}
+  # A repair task ends once its instances' jobs run again, so the last end is when all run;
+  # the `instances` poll above confirms it but is slow while agents are dead (a get_state per
+  # instance waits for its timeout), so its own time is only an upper bound.
+  t_last=0
+  for id in "${storm_tasks[@]}"; do
+    t_end=$(log_time "${id}" ended)
+    t_last=$(awk -v a="${t_last}" -v b="${t_end}" 'BEGIN { print (b > a) ? b : a }')
+  done
+  storm_total=$(sub "${t0}" "${t_last}")
+  echo "storm: first task after $(sub "${t0}" "${t_first}") s, all ${STORM} repaired (last task ended) after ${storm_total} s, confirmed by polling after ${storm_seen} s (${tasks} tasks)" >&2
+  storm_row="| ${STORM} VMs lost at once → all running again (last of ${tasks} scan_and_fix tasks ended; first started after $(sub "${t0}" "${t_first}") s; seen by polling \`instances\` after ${storm_seen} s) | 1 | **${storm_total} s** | | | |"
+fi
+
+goal_record vm_loss "VM loss → recreate task started ≤ 15 s" \
+  "$(median "${detect[@]}") s (median of ${RUNS}, $(min_of "${detect[@]}")–$(max_of "${detect[@]}") s; heartbeat phase decides)" \
+  "$(median "${detect[@]}")" le 15
+if [ "${STORM}" -gt 0 ]; then
+  goal_record vm_loss "${STORM} VMs lost at once → all running again ≤ ${GOAL_STORM_S} s (our goal)" \
+    "${storm_total} s until the last of ${tasks} scan_and_fix tasks ended (first started after $(sub "${t0}" "${t_first}") s)" \
+    "${storm_total}" le "${GOAL_STORM_S}"
 fi
 
 mkdir -p "$(dirname "${OUT}")"

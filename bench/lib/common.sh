@@ -32,3 +32,37 @@ human_size() {
     while (b >= 1024 && i < 4) { b /= 1024; i++ }
     printf (i == 1 ? "%d %s" : "%.1f %s"), b, u[i] }'
 }
+
+# goal_record SCRIPT GOAL_TEXT MEASURED_TEXT VALUE CMP LIMIT
+# Appends one row to bench/out/SCRIPT.goals.tsv, which bench/run.sh gathers into the goals table
+# at the top of BENCHMARKS.md. CMP is "le" (VALUE ≤ LIMIT is met) or "ge"; an empty VALUE is
+# recorded as "not measured". Call goal_reset SCRIPT once at the start of a script's run.
+goal_reset() {
+  local dir="${REPO:?}/bench/out"
+  mkdir -p "${dir}"
+  : >"${dir}/$1.goals.tsv"
+}
+goal_record() {
+  local script=$1 goal=$2 measured=$3 value=$4 cmp=$5 limit=$6 verdict
+  if [ -z "${value}" ]; then
+    verdict="not measured"
+  else
+    verdict=$(awk -v v="${value}" -v l="${limit}" -v c="${cmp}" \
+      'BEGIN { ok = (c == "ge") ? (v >= l) : (v <= l); print ok ? "met" : "missed" }')
+  fi
+  printf '%s\t%s\t%s\t%s\n' "${goal}" "${measured}" "${verdict}" "${script}" \
+    >>"${REPO:?}/bench/out/${script}.goals.tsv"
+}
+
+# bench_bins: defaults for the binaries under test, from the build dir `make bench` uses
+# (${CARGO_TARGET_DIR:-REPO/target}/release); each can be overridden by its variable.
+bench_bins() {
+  TARGET=${CARGO_TARGET_DIR:-${REPO:?}/target}
+  BOSH_DIRECTOR=${BOSH_DIRECTOR:-${TARGET}/release/bosh-director}
+  BOSH_RS=${BOSH_RS:-${TARGET}/release/bosh-rs}
+  BOSH_AGENT_BIN=${BOSH_AGENT_BIN:-${TARGET}/release/bosh-agent}
+  export BOSH_DIRECTOR BOSH_RS BOSH_AGENT_BIN
+}
+
+# elapsed T0 [T1]: seconds from T0 to T1 (default now), three decimals
+elapsed() { awk -v a="$1" -v b="${2:-$(now_s)}" 'BEGIN { printf "%.3f", b - a }'; }

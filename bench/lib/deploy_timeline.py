@@ -218,7 +218,8 @@ def main():
                 cid_of[str(args[0])] = (cid, s, e)
     per_instance = []
     for a, w in waits.items():
-        if not any(m == "apply" for _, _, m in w):
+        # only agents this task applied to (the same director may have deployed before)
+        if not any(m == "apply" and lo <= s <= hi for s, _, m in w):
             continue
         chain = [(s, e, f"agent {m}") for s, e, m in w if lo <= s <= hi]
         if a in cid_of:

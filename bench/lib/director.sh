@@ -61,3 +61,15 @@ task_wait() {
 proc_kib() {
   awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
 }
+
+# director_scratch NAME : WORK = a new scratch dir named after NAME, DATA = WORK/data; on exit
+# the director is stopped and WORK removed (BENCH_KEEP=1 keeps it and prints its path).
+director_scratch() {
+  WORK=$(mktemp -d "${BENCH_TMPDIR:-${TMPDIR:-/tmp}}/bench-$1.XXXXXX")
+  DATA="${WORK}/data"
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then
+    trap 'director_stop; echo "kept ${WORK}" >&2' EXIT
+  else
+    trap 'director_stop; rm -rf "${WORK}"' EXIT
+  fi
+}

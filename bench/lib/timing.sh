@@ -27,3 +27,19 @@ bytes_human() {
   awk -v b="$1" 'BEGIN { split("B KiB MiB GiB", u, " "); i = 1
     while (b >= 1024 && i < 4) { b /= 1024; i++ } printf (i == 1 ? "%d %s" : "%.1f %s"), b, u[i] }'
 }
+
+# endpoint_stats PATH COUNT WORKDIR : time_endpoint, summed up as "p50 p99 max bytes" (ms, and
+# the last response's size). Fails, with the director's last log lines, when fewer than COUNT
+# requests succeeded.
+endpoint_stats() {
+  local lines l ms=()
+  lines=$(time_endpoint "$1" "$2" "$3") || true
+  while read -r l; do [ -n "${l}" ] && ms+=("${l%% *}"); done <<<"${lines}"
+  if [ "${#ms[@]}" -ne "$2" ]; then
+    kill -0 "${DIRECTOR_PID}" 2>/dev/null || echo "the director (pid ${DIRECTOR_PID}) is gone" >&2
+    sed 's/\x1b\[[0-9;]*m//g' "${DATA:-/dev/null}/director.err" 2>/dev/null | tail -n 20 >&2
+    echo "GET $1: expected $2 timings, got ${#ms[@]}" >&2
+    return 1
+  fi
+  echo "$(percentile 50 "${ms[@]}") $(percentile 99 "${ms[@]}") $(max_of "${ms[@]}") ${lines##* }"
+}

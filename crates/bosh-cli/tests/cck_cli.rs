@@ -12,59 +12,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const CLOUD_CONFIG: &str = r#"
-azs: [{name: z1}]
-vm_types: [{name: small, cloud_properties: {}}]
-networks:
-- name: default
-  type: manual
-  subnets:
-  - range: 127.94.0.0/24
-    gateway: 127.94.0.1
-    reserved: [127.94.0.2 - 127.94.0.9]
-    azs: [z1]
-compilation:
-  workers: 1
-  network: default
-  az: z1
-  vm_type: small
-"#;
-
-const MANIFEST: &str = r#"
-name: dep
-releases: [{name: sleepers, version: latest}]
-stemcells: [{alias: default, os: debian-bookworm, version: latest}]
-update:
-  canaries: 1
-  max_in_flight: 2
-  canary_watch_time: 100-10000
-  update_watch_time: 100-10000
-instance_groups:
-- name: sleeper
-  instances: 2
-  azs: [z1]
-  vm_type: small
-  stemcell: default
-  networks: [{name: default}]
-  jobs:
-  - name: sleeper
-    release: sleepers
-"#;
-
-fn vm_cids(d_url: &str, ca: &Path, password: &str) -> Vec<String> {
-    let pem = std::fs::read(ca).unwrap();
-    let http = reqwest::blocking::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-        .build()
-        .unwrap();
-    let list: Vec<serde_json::Value> = http
-        .get(format!("{d_url}/deployments/dep/vms"))
-        .basic_auth("admin", Some(password))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+/// The VM cids of deployment `dep`, sorted.
+fn vm_cids(s: &SimSession) -> Vec<String> {
+    let list = s.get_json("/deployments/dep/vms");
     let mut cids: Vec<String> = list
+        .as_array()
+        .unwrap()
         .iter()
         .filter_map(|v| v["cid"].as_str().map(str::to_owned))
         .collect();
@@ -74,35 +27,12 @@ fn vm_cids(d_url: &str, ca: &Path, password: &str) -> Vec<String> {
 
 #[test]
 fn cck_reports_and_repairs_a_lost_vm() {
-    let agent = agent_bin();
-    let (url, dir, _tmp) = director_with_agents(&agent);
-    let _killer = Killer(dir.join("sim-cpi"));
-    let work = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let cli = Cli { home: home.path() };
-    let ca = dir.join("ca.crt");
-    let password = admin_password(&dir);
-    let env = [
-        ("BOSH_ENVIRONMENT", url.as_str()),
-        ("BOSH_CA_CERT", ca.to_str().unwrap()),
-        ("BOSH_CLIENT", "admin"),
-        ("BOSH_CLIENT_SECRET", password.as_str()),
-        ("BOSH_DEPLOYMENT", "dep"),
-    ];
-    let run = |args: &[&str]| cli.run_env(args, &env);
-
-    let stemcell = work.path().join("stemcell.tgz");
-    bosh_stemcell::sim::build_sim_stemcell(&bosh_stemcell::sim::SimStemcellOptions::new(&stemcell))
-        .unwrap();
-    ok(&run(&["upload-stemcell", stemcell.to_str().unwrap()]));
-    let release = sleepers_tarball(work.path());
-    ok(&run(&["upload-release", release.to_str().unwrap()]));
-    let cc = work.path().join("cc.yml");
-    std::fs::write(&cc, CLOUD_CONFIG).unwrap();
-    ok(&run(&["-n", "update-cloud-config", cc.to_str().unwrap()]));
-    let m = work.path().join("m.yml");
-    std::fs::write(&m, MANIFEST).unwrap();
-    ok(&run(&["-n", "deploy", m.to_str().unwrap()]));
+    let s = SimSession::deploy(
+        sleepers_tarball,
+        &cloud_config("127.94.0"),
+        &job_manifest("sleepers", "sleeper"),
+    );
+    let run = |args: &[&str]| s.run(args);
 
     // Nothing to report.
     let out = ok(&run(&["cck", "--report"]));
@@ -112,10 +42,10 @@ fn cck_reports_and_repairs_a_lost_vm() {
     assert!(out.contains("\n0 problems\n"), "{out}");
 
     // One VM's agent and jobs die behind the director's back.
-    let before = vm_cids(&url, &ca, &password);
+    let before = vm_cids(&s);
     assert_eq!(before.len(), 2);
     let lost = before[0].clone();
-    vm_kill(&dir, &lost);
+    vm_kill(&s.dir, &lost);
 
     let (out, err) = fails(&run(&["cloud-check", "--report"]));
     assert!(err.starts_with("1 problem(s) found"), "{err}");
@@ -141,7 +71,7 @@ fn cck_reports_and_repairs_a_lost_vm() {
         out.contains("Recreate VM without waiting for processes to start"),
         "{out}"
     );
-    let after = vm_cids(&url, &ca, &password);
+    let after = vm_cids(&s);
     assert_eq!(after.len(), 2);
     assert!(!after.contains(&lost), "{after:?}");
     assert!(
@@ -160,24 +90,9 @@ fn cck_reports_and_repairs_a_lost_vm() {
         );
         return;
     };
-    let official = |args: &[&str]| {
-        let out = Command::new(&bosh)
-            .args(args)
-            .envs(env)
-            .env("HOME", home.path())
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ bosh {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    };
+    let official = |args: &[&str]| s.official_run(&bosh, args);
     let lost = after[0].clone();
-    vm_kill(&dir, &lost);
+    vm_kill(&s.dir, &lost);
     let out = official(&["--tty", "cck", "--report"]);
     assert_eq!(out.status.code(), Some(1));
     let theirs = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -192,7 +107,7 @@ fn cck_reports_and_repairs_a_lost_vm() {
     assert!(out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("Applying problem resolutions"), "{stdout}");
-    let fixed = vm_cids(&url, &ca, &password);
+    let fixed = vm_cids(&s);
     assert_eq!(fixed.len(), 2);
     assert!(!fixed.contains(&lost), "{fixed:?}");
 

@@ -9,24 +9,6 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const CLOUD_CONFIG: &str = r#"
-azs: [{name: z1}]
-vm_types: [{name: small, cloud_properties: {}}]
-networks:
-- name: default
-  type: manual
-  subnets:
-  - range: 127.95.0.0/24
-    gateway: 127.95.0.1
-    reserved: [127.95.0.2 - 127.95.0.9]
-    azs: [z1]
-compilation:
-  workers: 1
-  network: default
-  az: z1
-  vm_type: small
-"#;
-
 /// Two dedicated errand groups running the same job: one exits 0, one exits 5.
 const MANIFEST: &str = r#"
 name: dep
@@ -69,35 +51,8 @@ exit <%= p('exit_code') %>
 
 #[test]
 fn run_errand_passes_exit_codes_through() {
-    let agent = agent_bin();
-    let (url, dir, _tmp) = director_with_agents(&agent);
-    let _killer = Killer(dir.join("sim-cpi"));
-    let work = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let cli = Cli { home: home.path() };
-    let ca = dir.join("ca.crt");
-    let password = admin_password(&dir);
-    let env = [
-        ("BOSH_ENVIRONMENT", url.as_str()),
-        ("BOSH_CA_CERT", ca.to_str().unwrap()),
-        ("BOSH_CLIENT", "admin"),
-        ("BOSH_CLIENT_SECRET", password.as_str()),
-        ("BOSH_DEPLOYMENT", "dep"),
-    ];
-    let run = |args: &[&str]| cli.run_env(args, &env);
-
-    let stemcell = work.path().join("stemcell.tgz");
-    bosh_stemcell::sim::build_sim_stemcell(&bosh_stemcell::sim::SimStemcellOptions::new(&stemcell))
-        .unwrap();
-    ok(&run(&["upload-stemcell", stemcell.to_str().unwrap()]));
-    let release = smokers_tarball(work.path());
-    ok(&run(&["upload-release", release.to_str().unwrap()]));
-    let cc = work.path().join("cc.yml");
-    std::fs::write(&cc, CLOUD_CONFIG).unwrap();
-    ok(&run(&["-n", "update-cloud-config", cc.to_str().unwrap()]));
-    let m = work.path().join("m.yml");
-    std::fs::write(&m, MANIFEST).unwrap();
-    ok(&run(&["-n", "deploy", m.to_str().unwrap()]));
+    let s = SimSession::deploy(smokers_tarball, &cloud_config("127.95.0"), MANIFEST);
+    let run = |args: &[&str]| s.run(args);
 
     // Errand groups and the job that runs as an errand, sorted by name.
     let out = ok(&run(&["errands"]));

@@ -12,52 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const CLOUD_CONFIG: &str = r#"
-azs: [{name: z1}]
-vm_types: [{name: small, cloud_properties: {}}]
-networks:
-- name: default
-  type: manual
-  subnets:
-  - range: 127.98.0.0/24
-    gateway: 127.98.0.1
-    reserved: [127.98.0.2 - 127.98.0.9]
-    azs: [z1]
-compilation:
-  workers: 1
-  network: default
-  az: z1
-  vm_type: small
-"#;
-
-const MANIFEST: &str = r#"
-name: dep
-releases: [{name: loggers, version: latest}]
-stemcells: [{alias: default, os: debian-bookworm, version: latest}]
-update:
-  canaries: 1
-  max_in_flight: 2
-  canary_watch_time: 100-10000
-  update_watch_time: 100-10000
-instance_groups:
-- name: logger
-  instances: 2
-  azs: [z1]
-  vm_type: small
-  stemcell: default
-  networks: [{name: default}]
-  jobs:
-  - name: logger
-    release: loggers
-"#;
-
-const MONIT: &str = r#"check process logger
-  with pidfile /var/vcap/sys/run/logger/logger.pid
-  start program "/var/vcap/jobs/logger/bin/ctl start"
-  stop program "/var/vcap/jobs/logger/bin/ctl stop"
-  group vcap
-"#;
-
 const CTL: &str = r#"#!/bin/bash
 set -eu
 RUN=/var/vcap/sys/run/logger
@@ -204,15 +158,13 @@ fn ssh_users_gone(sim: &Path) {
 
 #[test]
 fn logs_ssh_and_scp_through_the_cli() {
-    let agent = agent_bin();
-    let (url, dir, _tmp) = director_with_agents(&agent);
-    let sim = dir.join("sim-cpi");
-    let _killer = Killer(sim.clone());
-    let work = tempfile::tempdir().unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let cli = Cli { home: home.path() };
-    let ca = dir.join("ca.crt");
-    let password = admin_password(&dir);
+    let s = SimSession::deploy(
+        loggers_tarball,
+        &cloud_config("127.98.0"),
+        &job_manifest("loggers", "logger"),
+    );
+    let sim = s.sim();
+    let work = &s.work;
     let fakes = work.path().join("bin");
     std::fs::create_dir_all(&fakes).unwrap();
     for name in ["ssh", "scp"] {
@@ -227,30 +179,12 @@ fn logs_ssh_and_scp_through_the_cli() {
         fakes.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let env = [
-        ("BOSH_ENVIRONMENT", url.as_str()),
-        ("BOSH_CA_CERT", ca.to_str().unwrap()),
-        ("BOSH_CLIENT", "admin"),
-        ("BOSH_CLIENT_SECRET", password.as_str()),
-        ("BOSH_DEPLOYMENT", "dep"),
+    let fake_env = [
         ("PATH", path.as_str()),
         ("FAKE_LOG", fake_log.to_str().unwrap()),
         ("FAKE_SIM", sim.to_str().unwrap()),
     ];
-    let run = |args: &[&str]| cli.run_env(args, &env);
-
-    let stemcell = work.path().join("stemcell.tgz");
-    bosh_stemcell::sim::build_sim_stemcell(&bosh_stemcell::sim::SimStemcellOptions::new(&stemcell))
-        .unwrap();
-    ok(&run(&["upload-stemcell", stemcell.to_str().unwrap()]));
-    let release = loggers_tarball(work.path());
-    ok(&run(&["upload-release", release.to_str().unwrap()]));
-    let cc = work.path().join("cc.yml");
-    std::fs::write(&cc, CLOUD_CONFIG).unwrap();
-    ok(&run(&["-n", "update-cloud-config", cc.to_str().unwrap()]));
-    let m = work.path().join("m.yml");
-    std::fs::write(&m, MANIFEST).unwrap();
-    ok(&run(&["-n", "deploy", m.to_str().unwrap()]));
+    let run = |args: &[&str]| s.run_env(args, &fake_env);
 
     // The whole deployment: one tarball holding one tarball per instance.
     let logs_dir = work.path().join("logs");
@@ -365,18 +299,9 @@ fn logs_ssh_and_scp_through_the_cli() {
         err.contains("Non-interactive SSH requires non-empty command"),
         "{err}"
     );
-    let (_, err) = fails(&cli.run_env(
+    let (_, err) = fails(&s.run_env(
         &["ssh", "logger/0", "-c", "true"],
-        &[
-            env[0],
-            env[1],
-            env[2],
-            env[3],
-            env[4],
-            env[5],
-            env[6],
-            ("FAKE_SIM", "/nonexistent"),
-        ],
+        &[fake_env[0], fake_env[1], ("FAKE_SIM", "/nonexistent")],
     ));
     assert!(err.contains("Running SSH"), "{err}");
     ssh_users_gone(&sim);
@@ -385,5 +310,12 @@ fn logs_ssh_and_scp_through_the_cli() {
 /// A dev release `loggers` with one shell job that logs (nothing to compile).
 fn loggers_tarball(work: &Path) -> PathBuf {
     let spec = "---\nname: logger\ntemplates:\n  ctl.erb: bin/ctl\npackages: []\nproperties: {}\n";
-    dev_release_tarball(work, "loggers", "logger", spec, MONIT, &[("ctl.erb", CTL)])
+    dev_release_tarball(
+        work,
+        "loggers",
+        "logger",
+        spec,
+        &job_monit("logger"),
+        &[("ctl.erb", CTL)],
+    )
 }

@@ -3,6 +3,7 @@
 
 use bosh_agent_client::{AgentClient, AgentClientConfig, AgentError};
 use bosh_agent_protocol::MbusCert;
+use bosh_types::ids::AgentId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,47 +84,81 @@ impl Agents {
         self.embedded.as_ref()
     }
 
+    /// Adds the NATS users of agents about to be created, with one configuration reload for
+    /// all of them, and waits until the server accepts the first one's certificate (they were
+    /// loaded together, so that proves all); their VMs' `agent_register` then finds the
+    /// users in place and neither reloads nor probes. Callers unregister the ids they end up
+    /// not using.
+    pub async fn agents_register(&self, agent_ids: &[AgentId]) -> Result<(), AgentsError> {
+        let (Some(nats), Some(first)) = (&self.embedded, agent_ids.first()) else {
+            return Ok(());
+        };
+        let ids: Vec<String> = agent_ids.iter().map(AgentId::to_string).collect();
+        nats.agents_add(ids.iter().map(String::as_str)).await?;
+        let first = first.to_string();
+        let cert = self.pki.agent_cert(&first)?;
+        self.user_loaded_wait(&first, &cert).await
+    }
+
     /// Issues the agent's certificate and, with the embedded NATS, adds its users and waits
     /// until the reloaded server accepts that certificate (the agent's first connection must
-    /// succeed, so the user has to exist before the VM boots).
+    /// succeed, so the user has to exist before the VM boots). An agent registered ahead by
+    /// `agents_register` is already in place.
     pub async fn agent_register(&self, agent_id: &str) -> Result<MbusCert, AgentsError> {
         let cert = self.pki.agent_cert(agent_id)?;
-        if let Some(nats) = &self.embedded {
+        if let Some(nats) = &self.embedded
+            && !nats.agent_known(agent_id).await
+        {
             nats.agent_add(agent_id).await?;
-            let wait = Duration::from_secs(10);
-            let deadline = tokio::time::Instant::now() + wait;
-            loop {
-                let probe = bosh_agent_client::mbus::connect(
-                    std::slice::from_ref(&self.mbus_url),
-                    &cert,
-                    "bosh-director-probe",
-                );
-                if let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(2), probe).await {
-                    // The connection can be accepted and then closed by an authorization
-                    // failure; a flush round-trip proves the user is in place.
-                    let ok = conn.flush().await.is_ok();
-                    drop(conn);
-                    if ok {
-                        break;
-                    }
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(AgentsError::UserNotLoaded {
-                        agent_id: agent_id.to_owned(),
-                        after: wait,
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            self.user_loaded_wait(agent_id, &cert).await?;
         }
         Ok(cert)
     }
 
-    /// Removes the agent's NATS users (its VM is gone).
+    /// Polls NATS with the agent's certificate until the server accepts it.
+    async fn user_loaded_wait(&self, agent_id: &str, cert: &MbusCert) -> Result<(), AgentsError> {
+        let wait = Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let probe = bosh_agent_client::mbus::connect(
+                std::slice::from_ref(&self.mbus_url),
+                cert,
+                "bosh-director-probe",
+            );
+            if let Ok(Ok(conn)) = tokio::time::timeout(Duration::from_secs(2), probe).await {
+                // The connection can be accepted and then closed by an authorization
+                // failure; a flush round-trip proves the user is in place.
+                let ok = conn.flush().await.is_ok();
+                drop(conn);
+                if ok {
+                    return Ok(());
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(AgentsError::UserNotLoaded {
+                    agent_id: agent_id.to_owned(),
+                    after: wait,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Removes the agent's NATS users (its VM is gone). The removal is written in the
+    /// background, batched with others (see `EmbeddedNats::agent_remove`).
     pub async fn agent_unregister(&self, agent_id: &str) -> Result<(), AgentsError> {
         if let Some(nats) = &self.embedded {
-            nats.agent_remove(agent_id).await?;
+            nats.agent_remove(agent_id);
         }
         Ok(())
+    }
+
+    /// Removes the NATS users of many agents at once (ids registered for VMs that were never
+    /// created).
+    pub fn agents_unregister(&self, agent_ids: &[AgentId]) {
+        if let Some(nats) = &self.embedded {
+            let ids: Vec<String> = agent_ids.iter().map(AgentId::to_string).collect();
+            nats.agents_remove(ids.iter().map(String::as_str));
+        }
     }
 }

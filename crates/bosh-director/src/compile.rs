@@ -445,6 +445,7 @@ impl Compiler<'_> {
             compilation: true,
             task_id: Some(self.ctx.id.0),
             agent_wait: AGENT_WAIT,
+            agent_id: None,
         };
         match vms::vm_create(self.ctx.db(), self.services, spec).await {
             Ok(vm) => {

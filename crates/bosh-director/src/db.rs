@@ -61,6 +61,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "day2",
         include_str!("../migrations/sqlite/0005_day2.sql"),
     ),
+    (
+        6,
+        "lists",
+        include_str!("../migrations/sqlite/0006_lists.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -87,6 +92,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "day2",
         include_str!("../migrations/postgres/0005_day2.sql"),
+    ),
+    (
+        6,
+        "lists",
+        include_str!("../migrations/postgres/0006_lists.sql"),
     ),
 ];
 
@@ -192,4 +202,28 @@ pub fn now_secs() -> i64 {
 /// Current Unix time in milliseconds.
 pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// A fresh PostgreSQL database on `BOSH_RS_TEST_POSTGRES_URL`, migrated, or `None` when the
+/// variable is not set.
+#[cfg(test)]
+pub(crate) async fn test_postgres_fresh() -> Option<Db> {
+    use sqlx::Connection;
+    let base = std::env::var("BOSH_RS_TEST_POSTGRES_URL").ok()?;
+    install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&base).await.unwrap();
+    let name = format!("bosh_rs_test_{}", uuid::Uuid::new_v4().simple());
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let (prefix, rest) = base.rsplit_once('/').unwrap();
+    let query = rest
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    Some(
+        Db::connect(&format!("{prefix}/{name}{query}"))
+            .await
+            .unwrap(),
+    )
 }

@@ -147,37 +147,56 @@ pub struct DeploymentView {
 
 type ManifestSummary = (Vec<NameVersion>, Vec<NameVersion>);
 
-/// [`manifest_releases_stemcells`] of each deployment, memoised by deployment name and
-/// manifest hash: manifests change only on deploy, and parsing 1,500 of them was most of a
-/// `GET /deployments`. Entries of deployments not in `list` are dropped, so the memo holds at
-/// most one entry per deployment.
-fn manifest_summaries(list: &[Deployment]) -> Vec<ManifestSummary> {
+/// [`manifest_releases_stemcells`] of every deployment, by name, memoised by deployment id
+/// and `manifest_version` (a trigger bumps it when the manifest changes): parsing 1,500
+/// manifests was most of a `GET /deployments`, and reading them still half of it. Manifests
+/// are read only when an entry is missing or stale. Entries of deployments that are gone are
+/// dropped, so the memo holds at most one entry per deployment.
+async fn manifest_summaries(db: &Db) -> Result<Vec<(String, ManifestSummary)>, DbError> {
     use std::collections::HashMap;
-    use std::hash::{DefaultHasher, Hash, Hasher};
     use std::sync::{Mutex, OnceLock};
-    static MEMO: OnceLock<Mutex<HashMap<String, (u64, ManifestSummary)>>> = OnceLock::new();
-    let hash = |text: &str| {
-        let mut h = DefaultHasher::new();
-        text.hash(&mut h);
-        h.finish()
-    };
+    type Memo = HashMap<String, (String, i64, ManifestSummary)>;
+    static MEMO: OnceLock<Mutex<Memo>> = OnceLock::new();
     let memo = MEMO.get_or_init(Default::default);
-    let mut out = Vec::with_capacity(list.len());
-    let mut fresh = HashMap::with_capacity(list.len());
-    for d in list {
-        let key = hash(&d.manifest);
-        let known = memo
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&d.name)
-            .filter(|(k, _)| *k == key)
-            .map(|(_, s)| s.clone());
-        let summary = known.unwrap_or_else(|| manifest_releases_stemcells(&d.manifest));
-        fresh.insert(d.name.clone(), (key, summary.clone()));
-        out.push(summary);
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT id, name, manifest_version FROM deployments ORDER BY name")
+            .fetch_all(db.pool())
+            .await?;
+    let mut fresh: Memo = HashMap::with_capacity(rows.len());
+    let mut stale = Vec::new();
+    {
+        let known = memo.lock().unwrap_or_else(|e| e.into_inner());
+        for (id, name, version) in &rows {
+            match known.get(name) {
+                Some((i, v, summary)) if i == id && v == version => {
+                    fresh.insert(name.clone(), (id.clone(), *version, summary.clone()));
+                }
+                _ => stale.push(name.clone()),
+            }
+        }
     }
+    if !stale.is_empty() {
+        // One query for all: after a start every entry is missing.
+        let all: Vec<(String, String, i64, String)> = sqlx::query_as(
+            "SELECT id, name, manifest_version, manifest FROM deployments ORDER BY name",
+        )
+        .fetch_all(db.pool())
+        .await?;
+        for (id, name, version, manifest) in all {
+            fresh
+                .entry(name)
+                .or_insert_with(|| (id, version, manifest_releases_stemcells(&manifest)));
+        }
+    }
+    let out = rows
+        .into_iter()
+        .filter_map(|(_, name, _)| {
+            let summary = fresh.get(&name)?.2.clone();
+            Some((name, summary))
+        })
+        .collect();
     *memo.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
-    out
+    Ok(out)
 }
 
 /// The text of top-level `keys` blocks of a plain block-style YAML document, or `None` when a
@@ -271,18 +290,16 @@ pub async fn deployment_view_list(
             .into_iter()
             .map(|r| r.0)
             .collect();
-    let list = deployment_list(db).await?;
-    let summaries = manifest_summaries(&list);
-    Ok(list
-        .iter()
-        .zip(summaries)
-        .map(|(d, (releases, stemcells))| DeploymentView {
-            name: d.name.clone(),
+    Ok(manifest_summaries(db)
+        .await?
+        .into_iter()
+        .map(|(name, (releases, stemcells))| DeploymentView {
+            locked: held.contains(&LockSpec::deployment(&name).name()),
+            name,
             releases,
             stemcells,
             teams: Vec::new(),
             cloud_config: cloud_config.clone(),
-            locked: held.contains(&LockSpec::deployment(&d.name).name()),
         })
         .collect())
 }
@@ -762,5 +779,40 @@ mod tests {
         }
         assert!(manifest_blocks(cases[2], &["releases", "stemcells"]).is_none());
         assert!(manifest_blocks(cases[0], &["releases", "stemcells"]).is_some());
+    }
+
+    #[tokio::test]
+    async fn the_list_sees_a_changed_manifest_and_a_recreated_deployment() {
+        let dir = tempfile::tempdir().unwrap();
+        manifest_change_check(Db::open_sqlite_in(dir.path()).await.unwrap()).await;
+        // The trigger that bumps `manifest_version` is written per backend.
+        if let Some(db) = crate::db::test_postgres_fresh().await {
+            manifest_change_check(db).await;
+        }
+    }
+
+    async fn manifest_change_check(db: Db) {
+        let manifest = |v: &str| format!("releases:\n- name: app\n  version: \"{v}\"\n");
+        let versions = async || {
+            deployment_view_list(&db, false)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| (d.name, d.releases[0].version.clone()))
+                .collect::<Vec<_>>()
+        };
+        deployment_upsert(&db, "b", &manifest("1")).await.unwrap();
+        deployment_upsert(&db, "a", &manifest("1")).await.unwrap();
+        assert_eq!(
+            versions().await,
+            [("a".into(), "1".into()), ("b".into(), "1".into())]
+        );
+        // Same length, other text: the trigger bumps the version the memo is keyed by.
+        deployment_upsert(&db, "b", &manifest("2")).await.unwrap();
+        assert_eq!(versions().await[1], ("b".into(), "2".into()));
+        deployment_delete(&db, "a").await.unwrap();
+        assert_eq!(versions().await, [("b".into(), "2".into())]);
+        deployment_upsert(&db, "a", &manifest("3")).await.unwrap();
+        assert_eq!(versions().await[0], ("a".into(), "3".into()));
     }
 }

@@ -88,7 +88,7 @@ impl InstanceFilter {
                     .min()
                     == Some(i.record.uuid.as_str())
             }
-            Some(x) => i.record.uuid == x || i.record.index.to_string() == x,
+            Some(x) => i.is_named(x),
         }
     }
 }

@@ -19,10 +19,11 @@ use rcgen::{
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::process::{Child, Command};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
@@ -348,6 +349,11 @@ pub struct EmbeddedNats {
     /// writes them all with one reload: at thousands of VMs created at once a reload per
     /// agent would serialise VM creation behind nats-server.
     pending: Mutex<BTreeMap<String, bool>>,
+    /// Wakes the removal flusher: a removed user is written by a background task so that
+    /// deleting VMs never waits for nats-server.
+    removals: Notify,
+    /// Configuration reloads signalled so far (tests and diagnostics).
+    reloads: AtomicU64,
     stop: watch::Sender<bool>,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -401,6 +407,8 @@ impl EmbeddedNats {
             bin: nats_server_bin(),
             state: tokio::sync::Mutex::new(ServerState { agents }),
             pending: Mutex::new(BTreeMap::new()),
+            removals: Notify::new(),
+            reloads: AtomicU64::new(0),
             stop,
             supervisor: Mutex::new(None),
         });
@@ -415,6 +423,7 @@ impl EmbeddedNats {
         if let Ok(mut s) = nats.supervisor.lock() {
             *s = Some(handle);
         }
+        tokio::spawn(removals_flush(Arc::downgrade(&nats), nats.stop.subscribe()));
         Ok(nats)
     }
 
@@ -517,25 +526,74 @@ impl EmbeddedNats {
     }
 
     /// Adds an agent's users and reloads. The reload is asynchronous in nats-server; callers
-    /// that need the user in place poll (see `Agents::agent_register`).
+    /// that need the user in place poll (see `Agents::agent_register`). An agent already known
+    /// costs nothing: no write, no reload.
     pub async fn agent_add(&self, agent_id: &str) -> Result<(), NatsError> {
-        self.change_queue(agent_id, true).await
+        self.changes_apply([(agent_id, true)]).await
     }
 
-    /// Removes an agent's users and reloads.
-    pub async fn agent_remove(&self, agent_id: &str) -> Result<(), NatsError> {
-        self.change_queue(agent_id, false).await
+    /// Adds many agents' users with one config write and one reload (a deploy registers the
+    /// agents of all the VMs it is about to create at once).
+    pub async fn agents_add<'a>(
+        &self,
+        agent_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), NatsError> {
+        self.changes_apply(agent_ids.into_iter().map(|id| (id, true)))
+            .await
     }
 
-    /// Queues a user change and returns once it is written and a reload signalled: changes
+    /// Removes an agent's users. Returns once the removal is queued: a background task writes
+    /// queued removals together (or the next addition does), so deleting a thousand VMs costs
+    /// a few reloads and never waits for one. A removal lost to a crash is harmless: on start
+    /// the configuration is rebuilt from the VM rows.
+    pub fn agent_remove(&self, agent_id: &str) {
+        self.agents_remove([agent_id]);
+    }
+
+    /// [`EmbeddedNats::agent_remove`] for many agents.
+    pub fn agents_remove<'a>(&self, agent_ids: impl IntoIterator<Item = &'a str>) {
+        if let Ok(mut p) = self.pending.lock() {
+            for id in agent_ids {
+                p.insert(id.to_owned(), false);
+            }
+        }
+        self.removals.notify_one();
+    }
+
+    /// Whether the written configuration has the agent's users.
+    pub async fn agent_known(&self, agent_id: &str) -> bool {
+        self.state.lock().await.agents.contains(agent_id)
+    }
+
+    /// How many agents the written configuration has users for.
+    pub async fn agents_known_count(&self) -> usize {
+        self.state.lock().await.agents.len()
+    }
+
+    /// Configuration reloads signalled since start.
+    pub fn reload_count(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Queues user changes and returns once they are written and a reload signalled: changes
     /// queued while a reload runs are written together by the next lock holder (group
     /// commit), so N concurrent registrations cost a few reloads, not N. A failed write or
     /// reload is reported to the caller that ran it; the others see their user missing when
     /// they probe.
-    async fn change_queue(&self, agent_id: &str, add: bool) -> Result<(), NatsError> {
+    async fn changes_apply<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (&'a str, bool)>,
+    ) -> Result<(), NatsError> {
         if let Ok(mut p) = self.pending.lock() {
-            p.insert(agent_id.to_owned(), add);
+            for (id, add) in changes {
+                p.insert(id.to_owned(), add);
+            }
         }
+        self.pending_flush().await
+    }
+
+    /// Writes every queued change with at most one reload.
+    async fn pending_flush(&self) -> Result<(), NatsError> {
         let mut state = self.state.lock().await;
         let batch = self
             .pending
@@ -553,6 +611,7 @@ impl EmbeddedNats {
         if changed {
             let log_from = self.log_len();
             self.config_write(&state.agents)?;
+            self.reloads.fetch_add(1, Ordering::Relaxed);
             self.reload().await?;
             self.reload_applied_wait(log_from, Duration::from_secs(5))
                 .await;
@@ -595,6 +654,27 @@ impl EmbeddedNats {
         let handle = self.supervisor.lock().ok().and_then(|mut s| s.take());
         if let Some(h) = handle {
             let _ = h.await;
+        }
+    }
+}
+
+/// Writes queued removals in the background. It waits a little after being woken so that
+/// the removals of VMs deleted together share one reload.
+async fn removals_flush(nats: Weak<EmbeddedNats>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let Some(n) = nats.upgrade() else { return };
+        tokio::select! {
+            _ = n.removals.notified() => {}
+            _ = stop.changed() => return,
+        }
+        drop(n);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(n) = nats.upgrade() else { return };
+        if let Err(e) = n.pending_flush().await {
+            tracing::warn!(error = %crate::error::error_chain(&e), "cannot remove agents' NATS users");
         }
     }
 }
@@ -658,6 +738,76 @@ mod tests {
         assert!(conf.contains(r#""director.*.a1.*""#));
         assert!(conf.contains(r#"subscribe: ["agent.a1"]"#));
         assert!(conf.contains(r#"CN=default.director.bosh-internal""#));
+    }
+
+    async fn server_start(dir: &Path) -> Arc<EmbeddedNats> {
+        let pki = NatsPki::ensure(&dir.join("pki"), &[]).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = NatsServerConfig {
+            host: "127.0.0.1".into(),
+            port,
+            server_cert: pki.server_cert_path(),
+            server_key: pki.server_key_path(),
+            ca: pki.ca_path(),
+        };
+        let agents = BTreeSet::from(["old".to_owned()]);
+        std::fs::create_dir_all(dir.join("nats")).unwrap();
+        EmbeddedNats::start(&dir.join("nats"), config, agents)
+            .await
+            .unwrap()
+    }
+
+    fn conf_has(nats: &EmbeddedNats, id: &str) -> bool {
+        std::fs::read_to_string(nats.conf_path())
+            .unwrap()
+            .contains(&format!("CN={id}.agent.bosh-internal\""))
+    }
+
+    #[tokio::test]
+    async fn agents_added_together_cost_one_reload_and_removals_are_batched() {
+        let dir = tempfile::tempdir().unwrap();
+        let nats = server_start(dir.path()).await;
+        assert!(
+            conf_has(&nats, "old"),
+            "users of existing VMs are written at start"
+        );
+        assert_eq!(nats.reload_count(), 0);
+
+        nats.agents_add(["a1", "a2", "a3"]).await.unwrap();
+        assert_eq!(nats.reload_count(), 1, "one reload for the whole batch");
+        for id in ["old", "a1", "a2", "a3"] {
+            assert!(conf_has(&nats, id), "{id}");
+            assert!(nats.agent_known(id).await, "{id}");
+        }
+        // Registering an agent already added changes nothing.
+        nats.agent_add("a2").await.unwrap();
+        assert_eq!(nats.reload_count(), 1);
+
+        // Removals return at once; the background flusher writes them together.
+        nats.agents_remove(["a1", "a2", "old"]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while nats.agent_known("a1").await || nats.agent_known("old").await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "removals were never written"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(nats.reload_count(), 2, "one reload for the three removals");
+        assert!(!conf_has(&nats, "a1") && !conf_has(&nats, "a2") && !conf_has(&nats, "old"));
+        assert!(
+            conf_has(&nats, "a3"),
+            "the agent not removed keeps its users"
+        );
+        // Removing an unknown agent does not reload.
+        nats.agent_remove("never-added");
+        nats.agent_add("a3").await.unwrap();
+        assert_eq!(nats.reload_count(), 2);
+        nats.shutdown().await;
     }
 
     #[test]

@@ -64,6 +64,12 @@ impl Instance {
     pub fn agent(&self) -> Option<String> {
         self.vm.as_ref().map(|v| v.agent_id.to_string())
     }
+
+    /// Whether the user's `index_or_id` (as typed after `group/`) names this instance: its
+    /// uuid or its index. Every `group/index|uuid` selector resolves through this.
+    pub fn is_named(&self, index_or_id: &str) -> bool {
+        self.record.uuid == index_or_id || self.record.index.to_string() == index_or_id
+    }
 }
 
 /// Every instance of a deployment with its VM and disks, by group and index.
@@ -126,10 +132,10 @@ pub async fn instance_fetch(
     group: &str,
     index_or_id: &str,
 ) -> Result<Option<Instance>, DbError> {
-    Ok(instance_list(db, deployment).await?.into_iter().find(|i| {
-        i.record.group == group
-            && (i.record.uuid == index_or_id || i.record.index.to_string() == index_or_id)
-    }))
+    Ok(instance_list(db, deployment)
+        .await?
+        .into_iter()
+        .find(|i| i.record.group == group && i.is_named(index_or_id)))
 }
 
 /// The instances a `group[/index_or_id]` selector names (`None` group: all of them); fails
@@ -144,9 +150,7 @@ pub async fn instance_select(
     let picked: Vec<Instance> = all
         .into_iter()
         .filter(|i| group.is_none_or(|g| i.record.group == g))
-        .filter(|i| {
-            index_or_id.is_none_or(|x| i.record.uuid == x || i.record.index.to_string() == x)
-        })
+        .filter(|i| index_or_id.is_none_or(|x| i.is_named(x)))
         .collect();
     if picked.is_empty() && group.is_some() {
         let what = match index_or_id {

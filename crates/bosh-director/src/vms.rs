@@ -68,6 +68,9 @@ pub struct VmSpec {
     pub task_id: Option<i64>,
     /// How long the agent may take to answer its first ping (the Ruby default is 600 s).
     pub agent_wait: Duration,
+    /// An agent id issued (and registered with `Agents::agents_register`) ahead of time, so
+    /// that many VMs share one NATS reload; `None` issues a fresh one here.
+    pub agent_id: Option<AgentId>,
 }
 
 /// What an instance's VM is made from, kept on the instance (`instances.vm_spec`) so a lost VM
@@ -124,6 +127,7 @@ impl VmSpec {
             compilation: false,
             task_id,
             agent_wait,
+            agent_id: None,
         }
     }
 }
@@ -228,6 +232,15 @@ pub async fn vm_create(db: &Db, services: &Services, spec: VmSpec) -> Result<Vm,
 }
 
 async fn vm_create_step(db: &Db, services: &Services, spec: &VmSpec) -> Result<Vm, VmError> {
+    let result = vm_create_inner(db, services, spec).await;
+    // A pre-issued id whose VM never got as far as its own undo still has its NATS users.
+    if let (Err(_), Some(id), Some(agents)) = (&result, spec.agent_id, &services.agents) {
+        agents.agents_unregister(&[id]);
+    }
+    result
+}
+
+async fn vm_create_inner(db: &Db, services: &Services, spec: &VmSpec) -> Result<Vm, VmError> {
     let cpi = services.cpi.clone().ok_or_else(|| {
         VmError::Unavailable(format!("CPI '{}' is not available", services.cpi_name))
     })?;
@@ -235,17 +248,20 @@ async fn vm_create_step(db: &Db, services: &Services, spec: &VmSpec) -> Result<V
         .agents
         .clone()
         .ok_or_else(|| VmError::Unavailable("This director has no NATS to reach agents".into()))?;
-    let agent_id = AgentId::new_v4();
+    let agent_id = spec.agent_id.unwrap_or_else(AgentId::new_v4);
     let agent = agent_id.to_string();
     let row = vm_row_insert(db, spec, &agent_id).await?;
     if let Some(instance) = spec.instance_id {
         let stored = serde_json::to_string(&spec.stored()).unwrap_or_else(|_| "{}".into());
-        sqlx::query("UPDATE instances SET vm_spec = $1 WHERE id = $2")
+        let saved = sqlx::query("UPDATE instances SET vm_spec = $1 WHERE id = $2")
             .bind(stored)
             .bind(instance)
             .execute(db.pool())
-            .await
-            .map_err(DbError::from)?;
+            .await;
+        if let Err(e) = saved {
+            let _ = vm_row_delete(db, row).await;
+            return Err(DbError::from(e).into());
+        }
     }
 
     // Err((error, keep_row)): the row stays only when a created VM could not be deleted.
@@ -337,9 +353,7 @@ async fn vm_ready(
         _ => {}
     }
     let agent = vm.agent_id.to_string();
-    agents
-        .client()
-        .ping_until_ready(&agent, spec.agent_wait)
+    agent_ready_wait(agents.client(), &agent, spec.agent_wait)
         .await
         .map_err(|source| VmError::AgentUnresponsive {
             cid: vm.cid.clone(),
@@ -353,6 +367,62 @@ async fn vm_ready(
         .await
         .map_err(DbError::from)?;
     Ok(())
+}
+
+/// Most time between pings while waiting for a new VM's agent.
+const READY_PING_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Pings a new VM's agent until it answers, for at most `wait`. The pings overlap: the next
+/// one goes out after 50 ms, doubling up to [`READY_PING_INTERVAL`], without waiting for the
+/// previous one's timeout. A ping sent before the booting agent subscribed is lost, and
+/// waiting out each one's timeout (as `ping_until_ready` does) left the agent idle for up to
+/// a second after it came up: at a thousand VMs through a window of a hundred that doubled
+/// VM creation. A slow answer to an earlier ping still counts.
+async fn agent_ready_wait(
+    client: &bosh_agent_client::AgentClient,
+    agent: &str,
+    wait: Duration,
+) -> Result<(), bosh_agent_client::AgentError> {
+    use bosh_agent_client::{AgentError, AgentReply};
+    use futures::stream::{FuturesUnordered, StreamExt};
+    let start = tokio::time::Instant::now();
+    let deadline = start + wait;
+    let timeout = client.config().ping_timeout;
+    let mut step = Duration::from_millis(50);
+    let mut next = start;
+    let mut pings = FuturesUnordered::new();
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(AgentError::Timeout {
+                agent_id: agent.to_owned(),
+                method: "ping".into(),
+                after: wait,
+            });
+        }
+        if now >= next {
+            pings.push(client.request(agent, "ping", vec![], timeout.min(deadline - now)));
+            next = now + step;
+            step = (step * 2).min(READY_PING_INTERVAL);
+        }
+        tokio::select! {
+            Some(reply) = pings.next(), if !pings.is_empty() => match reply {
+                Ok(AgentReply::Done(v)) if v == "pong" => return Ok(()),
+                Ok(_) => {
+                    return Err(AgentError::InvalidReply {
+                        agent_id: agent.to_owned(),
+                        method: "ping".into(),
+                        reason: "expected \"pong\"".into(),
+                    });
+                }
+                Err(AgentError::Timeout { .. }) => {}
+                Err(AgentError::Exception { message, .. })
+                    if message.starts_with("restarting agent") => {}
+                Err(e) => return Err(e),
+            },
+            _ = tokio::time::sleep_until(next.min(deadline)) => {}
+        }
+    }
 }
 
 /// Deletes the VM (a VM the CPI no longer knows counts as deleted), then its row and its NATS

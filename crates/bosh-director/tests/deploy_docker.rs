@@ -231,8 +231,58 @@ async fn exec(docker: &Docker, container: &str, script: &str) -> (i64, String) {
 // ---------------------------------------------------------------------------------------------
 // The director
 
+/// Starts a director on a runtime of its own, so that everything it does in the background
+/// (task workers, the health monitor's resurrections) can be stopped before the engine is
+/// swept.
+async fn director_spawn(opts: DirectorOptions) -> (DirectorRuntime, RunningDirector) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A runtime cannot be built, blocked on or dropped inside the test's; a plain thread can.
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let started = match rt.block_on(director_start(opts)) {
+            Ok(d) => Ok((DirectorRuntime(Some(rt)), d)),
+            Err(e) => Err(e),
+        };
+        let _ = tx.send(started);
+    });
+    rx.await.unwrap().unwrap()
+}
+
+/// The director's runtime, ended from a plain thread (an async context may not block).
+struct DirectorRuntime(Option<tokio::runtime::Runtime>);
+
+impl DirectorRuntime {
+    /// Shuts `director` down (listener, health monitor, NATS), then ends the runtime, which
+    /// drops every task still running: nothing makes a container after this returns.
+    fn end(&mut self, director: Option<RunningDirector>) {
+        let Some(rt) = self.0.take() else {
+            return;
+        };
+        let _ = std::thread::spawn(move || {
+            if let Some(d) = director {
+                rt.block_on(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(30), d.shutdown()).await;
+                });
+            }
+            rt.shutdown_timeout(Duration::from_secs(10));
+        })
+        .join();
+    }
+}
+
+impl Drop for DirectorRuntime {
+    fn drop(&mut self) {
+        self.end(None);
+    }
+}
+
 struct World {
     director: Option<RunningDirector>,
+    runtime: DirectorRuntime,
     client: reqwest::Client,
     password: String,
     dir: PathBuf,
@@ -243,10 +293,18 @@ struct World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
+        if std::thread::panicking() {
+            self.failure_report();
         }
-        // The failing task's debug log says which step broke; NATS's log shows the agents.
+        // Before `_cleanup` sweeps the engine.
+        let director = self.director.take();
+        self.runtime.end(director);
+    }
+}
+
+impl World {
+    /// The failing task's debug log says which step broke; NATS's log shows the agents.
+    fn failure_report(&self) {
         let mut tasks: Vec<PathBuf> = std::fs::read_dir(self.dir.join("tasks"))
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -494,17 +552,17 @@ async fn deploy_on_docker_keeps_disks_across_recreate_and_deletes_cleanly() {
         },
         ..DirectorConfig::default()
     };
-    let director = director_start(DirectorOptions::new(
+    let (runtime, director) = director_spawn(DirectorOptions::new(
         dir.clone(),
         "127.0.0.1:0",
         "docker",
         config,
     ))
-    .await
-    .unwrap();
+    .await;
     let (client, password) = director_client(&director, &dir, Duration::from_secs(600));
     let mut w = World {
         director: Some(director),
+        runtime,
         client,
         password,
         dir,

@@ -8,28 +8,9 @@ mod common;
 #[path = "common/deploy_world.rs"]
 mod deploy_world;
 
-use deploy_world::{TestJob, World, release_tarball};
+use deploy_world::{TestJob, World, job_ctl, job_monit, release_tarball, sim_cloud_config};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-const CLOUD_CONFIG: &str = r#"
-azs: [{name: z1}]
-vm_types: [{name: small, cloud_properties: {}}]
-disk_types: [{name: big, disk_size: 2048, cloud_properties: {}}]
-networks:
-- name: default
-  type: manual
-  subnets:
-  - range: 127.92.0.0/24
-    gateway: 127.92.0.1
-    reserved: [127.92.0.2 - 127.92.0.9]
-    azs: [z1]
-compilation:
-  workers: 1
-  network: default
-  az: z1
-  vm_type: small
-"#;
 
 const WORKER_SPEC: &str = r#"---
 name: worker
@@ -42,34 +23,6 @@ properties:
   message: {default: hello}
   pre_start_fails: {default: false}
   crash: {default: false}
-"#;
-
-const WORKER_MONIT: &str = r#"check process worker
-  with pidfile /var/vcap/sys/run/worker/worker.pid
-  start program "/var/vcap/jobs/worker/bin/ctl start"
-  stop program "/var/vcap/jobs/worker/bin/ctl stop"
-  group vcap
-"#;
-
-/// A long sleep, or with `crash` a process that exits at once.
-const WORKER_CTL: &str = r#"#!/bin/bash
-set -eu
-RUN=/var/vcap/sys/run/worker
-mkdir -p "$RUN"
-case "$1" in
-  start)
-    echo $$ > "$RUN/worker.pid"
-<% if p('crash') %>
-    exec /bin/false
-<% else %>
-    exec sleep 100000
-<% end %>
-    ;;
-  stop)
-    kill "$(cat "$RUN/worker.pid")" 2>/dev/null || true
-    rm -f "$RUN/worker.pid"
-    ;;
-esac
 "#;
 
 const WORKER_PRE_START: &str = r#"#!/bin/bash
@@ -96,7 +49,16 @@ const BROKEN_MONIT: &str = r#"check process broken
   group vcap
 "#;
 
+/// `worker`'s `bin/ctl`: a long sleep, or with `crash` a process that exits at once.
+fn worker_ctl() -> String {
+    job_ctl(
+        "worker",
+        "<% if p('crash') %>\n    exec /bin/false\n<% else %>\n    exec sleep 100000\n<% end %>",
+    )
+}
+
 fn release(work: &Path) -> PathBuf {
+    let (monit, ctl) = (job_monit("worker"), worker_ctl());
     release_tarball(
         work,
         "workers",
@@ -104,9 +66,9 @@ fn release(work: &Path) -> PathBuf {
             TestJob {
                 name: "worker",
                 spec: WORKER_SPEC,
-                monit: WORKER_MONIT,
+                monit: &monit,
                 templates: &[
-                    ("ctl.erb", WORKER_CTL),
+                    ("ctl.erb", &ctl),
                     ("pre-start.erb", WORKER_PRE_START),
                     ("worker.conf.erb", "message: <%= p('message') %>\n"),
                 ],
@@ -157,7 +119,14 @@ instance_groups:
 }
 
 async fn world(work: &Path) -> World {
-    let w = World::start_with_stemcell(work, CLOUD_CONFIG).await;
+    let w = World::start_with_stemcell(
+        work,
+        &sim_cloud_config(
+            "127.92.0",
+            "disk_types: [{name: big, disk_size: 2048, cloud_properties: {}}]\n",
+        ),
+    )
+    .await;
     w.upload("releases", &release(work)).await;
     w
 }

@@ -60,20 +60,11 @@ fn manifest(groups: &[(&str, u32)]) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_instances_on_simulated_agents_all_run() {
-    let work = tempfile::tempdir().unwrap();
-    let w = World::start_with(|o| {
-        o.config.sim.simulated_agents = true;
-        o.config.sim.create_vm_delay_ms = 50;
-        o.config.sim.agent_boot_delay_ms = 50;
-        o.config.deploy.vm_create_concurrency = 16;
-    })
-    .await;
-    w.upload_sim_stemcell(work.path()).await;
+async fn world_prepare(w: &World, work: &std::path::Path) {
+    w.upload_sim_stemcell(work).await;
     w.cloud_config_update(CLOUD_CONFIG).await;
     let release = release_tarball(
-        work.path(),
+        work,
         "apps",
         &[TestJob {
             name: "app",
@@ -86,10 +77,30 @@ async fn fifty_instances_on_simulated_agents_all_run() {
         }],
     );
     w.upload("releases", &release).await;
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_instances_on_simulated_agents_all_run() {
+    let work = tempfile::tempdir().unwrap();
+    let w = World::start_with(|o| {
+        o.config.sim.simulated_agents = true;
+        o.config.sim.create_vm_delay_ms = 50;
+        o.config.sim.agent_boot_delay_ms = 50;
+        o.config.deploy.vm_create_concurrency = 16;
+    })
+    .await;
+    world_prepare(&w, work.path()).await;
+
+    let agents = w.state().services.agents.clone().unwrap();
+    let nats = agents.embedded().unwrap().clone();
+    let reloads_before = nats.reload_count();
     let groups = [("web", 20), ("worker", 20), ("db", 10)];
     let (id, task) = w.deploy(&manifest(&groups), "").await;
     assert_eq!(task["state"], "done", "deploy: {task}");
+    // The 50 VMs' agents were registered on NATS together: one nats-server reload, not one
+    // per few VMs (each reload re-reads every user; at 1,000 VMs that dominated the deploy).
+    let reloads = nats.reload_count() - reloads_before;
+    assert!(reloads <= 2, "{reloads} nats-server reloads for one deploy");
 
     let instances = w.instances("scale").await;
     assert_eq!(instances.len(), 50, "{instances:?}");
@@ -108,7 +119,6 @@ async fn fifty_instances_on_simulated_agents_all_run() {
     assert!(processes.is_empty(), "agent processes: {processes:?}");
 
     // Each agent answers on its own inbox with the spec the director applied to it.
-    let agents = w.state().services.agents.clone().unwrap();
     for (group, uuid, cid, agent_id) in &instances {
         let state = agents
             .client()
@@ -141,4 +151,55 @@ async fn fifty_instances_on_simulated_agents_all_run() {
         .ping_until_ready(&instances[0].3, std::time::Duration::from_secs(3))
         .await;
     assert!(gone.is_err(), "a deleted VM's agent no longer answers");
+    // Their NATS users go too (written in the background, batched).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for (_, _, _, agent_id) in &instances {
+        while nats.agent_known(agent_id).await {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agent {agent_id} keeps its NATS user"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_vm_creation_leaves_no_nats_user_row_or_vm() {
+    let work = tempfile::tempdir().unwrap();
+    let w = World::start_with(|o| {
+        o.config.sim.simulated_agents = true;
+        o.config.sim.create_vm_delay_ms = 20;
+        o.config.deploy.vm_create_concurrency = 4;
+    })
+    .await;
+    world_prepare(&w, work.path()).await;
+    let nats = w
+        .state()
+        .services
+        .agents
+        .clone()
+        .unwrap()
+        .embedded()
+        .unwrap()
+        .clone();
+    assert_eq!(nats.agents_known_count().await, 0);
+    // Every create_vm fails: the sim CPI no longer has the stemcell.
+    std::fs::remove_dir_all(w.sim_root().join("stemcells")).unwrap();
+    let (_, task) = w.deploy(&manifest(&[("web", 12)]), "").await;
+    assert_eq!(task["state"], "error", "deploy: {task}");
+
+    // The VMs that were tried undid themselves and the ids never used were unregistered:
+    // no NATS user, no VM row, no VM.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while nats.agents_known_count().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} agents keep their NATS users",
+            nats.agents_known_count().await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(w.db_count("SELECT COUNT(*) FROM vms").await, 0);
+    assert_eq!(w.vms_alive(), 0);
 }

@@ -8,60 +8,11 @@ mod common;
 #[path = "common/deploy_world.rs"]
 mod deploy_world;
 
-use deploy_world::{TestJob, World, release_tarball};
+use deploy_world::{TestJob, World, release_tarball, sim_cloud_config, sleeper_job};
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-
-const CLOUD_CONFIG: &str = r#"
-azs: [{name: z1}]
-vm_types: [{name: small, cloud_properties: {}}]
-networks:
-- name: default
-  type: manual
-  subnets:
-  - range: 127.93.0.0/24
-    gateway: 127.93.0.1
-    reserved: [127.93.0.2 - 127.93.0.9]
-    azs: [z1]
-compilation:
-  workers: 1
-  network: default
-  az: z1
-  vm_type: small
-"#;
-
-const SVC_SPEC: &str = r#"---
-name: svc
-templates:
-  ctl.erb: bin/ctl
-packages: []
-properties: {}
-"#;
-
-const SVC_MONIT: &str = r#"check process svc
-  with pidfile /var/vcap/sys/run/svc/svc.pid
-  start program "/var/vcap/jobs/svc/bin/ctl start"
-  stop program "/var/vcap/jobs/svc/bin/ctl stop"
-  group vcap
-"#;
-
-const SVC_CTL: &str = r#"#!/bin/bash
-set -eu
-RUN=/var/vcap/sys/run/svc
-mkdir -p "$RUN"
-case "$1" in
-  start)
-    echo $$ > "$RUN/svc.pid"
-    exec sleep 100000
-    ;;
-  stop)
-    kill "$(cat "$RUN/svc.pid")" 2>/dev/null || true
-    rm -f "$RUN/svc.pid"
-    ;;
-esac
-"#;
 
 const SMOKE_SPEC: &str = r#"---
 name: smoke
@@ -87,12 +38,7 @@ fn release(work: &Path) -> PathBuf {
         work,
         "errands",
         &[
-            TestJob {
-                name: "svc",
-                spec: SVC_SPEC,
-                monit: SVC_MONIT,
-                templates: &[("ctl.erb", SVC_CTL)],
-            },
+            sleeper_job("svc"),
             TestJob {
                 name: "smoke",
                 spec: SMOKE_SPEC,
@@ -187,7 +133,7 @@ impl World {
 }
 
 async fn world_deployed(work: &Path, exit_code: i32) -> World {
-    let w = World::start_with_stemcell(work, CLOUD_CONFIG).await;
+    let w = World::start_with_stemcell(work, &sim_cloud_config("127.93.0", "")).await;
     w.upload("releases", &release(work)).await;
     let (_, task) = w.deploy(&manifest(exit_code, "dedicated"), "").await;
     assert_eq!(task["state"], "done", "{task}");

@@ -3,14 +3,15 @@
 //! an agent killed behind the director's back is found unresponsive and one `cck_scan_and_fix`
 //! task is queued for its instance, unless resurrection is paused, the instance is ignored or a
 //! resurrection config turns it off; a shutdown the agent announced is not a loss; a storm
-//! melts down into an alert instead of repairs.
+//! melts down into an alert instead of repairs; a repair in progress does not stop the
+//! monitor from judging the other instances of its deployment.
 
 mod common;
 #[path = "common/deploy_world.rs"]
 mod deploy_world;
 
 use bosh_director::hm::HmConfig;
-use deploy_world::{TestJob, World, agent_bin, processes_mentioning, release_tarball};
+use deploy_world::{World, agent_bin, processes_mentioning, release_tarball, sleeper_job};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
@@ -33,37 +34,6 @@ compilation:
   network: default
   az: z1
   vm_type: small
-"#;
-
-const WORKER_SPEC: &str = r#"---
-name: worker
-templates:
-  ctl.erb: bin/ctl
-packages: []
-properties: {}
-"#;
-
-const WORKER_MONIT: &str = r#"check process worker
-  with pidfile /var/vcap/sys/run/worker/worker.pid
-  start program "/var/vcap/jobs/worker/bin/ctl start"
-  stop program "/var/vcap/jobs/worker/bin/ctl stop"
-  group vcap
-"#;
-
-const WORKER_CTL: &str = r#"#!/bin/bash
-set -eu
-RUN=/var/vcap/sys/run/worker
-mkdir -p "$RUN"
-case "$1" in
-  start)
-    echo $$ > "$RUN/worker.pid"
-    exec sleep 100000
-    ;;
-  stop)
-    kill "$(cat "$RUN/worker.pid")" 2>/dev/null || true
-    rm -f "$RUN/worker.pid"
-    ;;
-esac
 "#;
 
 /// A deployment `dep` with `groups` (name, instances), each instance with a persistent disk.
@@ -100,12 +70,14 @@ instance_groups:
     out
 }
 
-/// A short timeout, 1 s heartbeats; `tweak` adjusts the rest.
+/// A short timeout, 1 s heartbeats; `tweak` adjusts the rest. No periodic read of the VM
+/// rows: the monitor must learn of new, repaired and ignored VMs from task ends and requests.
 async fn world(work: &Path, tweak: impl FnOnce(&mut HmConfig)) -> World {
     let mut hm = HmConfig {
         unresponsive_timeout: 3.0,
         interval: 0.5,
         resurrection_delay: 3.0,
+        refresh_interval: 100_000.0,
         ..HmConfig::default()
     };
     tweak(&mut hm);
@@ -120,16 +92,7 @@ async fn world(work: &Path, tweak: impl FnOnce(&mut HmConfig)) -> World {
     .await;
     w.upload_sim_stemcell(work).await;
     w.cloud_config_update(CLOUD_CONFIG).await;
-    let release = release_tarball(
-        work,
-        "workers",
-        &[TestJob {
-            name: "worker",
-            spec: WORKER_SPEC,
-            monit: WORKER_MONIT,
-            templates: &[("ctl.erb", WORKER_CTL)],
-        }],
-    );
+    let release = release_tarball(work, "workers", &[sleeper_job("worker")]);
     w.upload("releases", &release).await;
     w
 }
@@ -336,11 +299,16 @@ async fn paused_ignored_disabled_and_shut_down_instances_are_not_resurrected() {
     let ignored = find("worker", 1);
     let shut = find("worker", 2);
     let disabled = find("other", 0);
-    sqlx::query("UPDATE instances SET ignored = 1 WHERE uuid = $1")
-        .bind(&ignored.1)
-        .execute(w.db().pool())
-        .await
-        .unwrap();
+    let r = w
+        .put_json(
+            &format!(
+                "/deployments/dep/instance_groups/worker/{}/ignore",
+                ignored.1
+            ),
+            json!({"ignore": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
     // A planned shutdown: the agent says so (drain "shutdown"), then goes away.
     let agents = w.state().services.agents.clone().unwrap();
     agents
@@ -423,4 +391,106 @@ async fn a_storm_melts_down_into_an_alert() {
         meltdown[0].1.contains("2 of 3 agents are unhealthy"),
         "{meltdown:?}"
     );
+}
+
+/// A fake running repair of `uuid`: a processing scan-and-fix task holding `dep`'s lock.
+async fn repair_hold(w: &World, uuid: &str) -> i64 {
+    let payload = json!({"deployment": "dep", "jobs": {"worker": [uuid]}}).to_string();
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO tasks (type, state, description, payload, username, deployment, context_id, \
+         created_at) VALUES ('cck_scan_and_fix', 'processing', 'scan and fix', $1, 'hm', 'dep', '', 0) \
+         RETURNING id",
+    )
+    .bind(payload)
+    .fetch_one(w.db().pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO locks (name, type, resource, task_id, expires_at_ms) \
+         VALUES ('lock:deployment:dep', 'deployment', '[\"dep\"]', $1, $2)",
+    )
+    .bind(id)
+    .bind(i64::MAX / 2)
+    .execute(w.db().pool())
+    .await
+    .unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loss_during_a_repair_is_queued_without_waiting_for_it() {
+    let work = tempfile::tempdir().unwrap();
+    let w = world(work.path(), |_| {}).await;
+    let (_, t) = w.deploy(&manifest(&[("worker", 3)]), "").await;
+    assert_eq!(t["state"], "done", "{t}");
+    w.wait_until(
+        Duration::from_secs(120),
+        "three running agents",
+        async || w.health("running") == 3,
+    )
+    .await;
+    let all = w.instances("dep").await;
+    let (repaired, lost) = (all[0].clone(), all[1].clone());
+    // `repaired` is being repaired (and its VM is gone); `lost` is lost meanwhile.
+    let holder = repair_hold(&w, &repaired.1).await;
+    w.vm_kill(&repaired.2);
+    w.vm_kill(&lost.2);
+    w.wait_until(
+        Duration::from_secs(120),
+        "a scan_and_fix task for the sibling",
+        async || w.scan_and_fix_tasks().await.len() > 1,
+    )
+    .await;
+    let tasks = w.scan_and_fix_tasks().await;
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert_eq!(
+        tasks[1].4,
+        json!({"deployment": "dep", "jobs": {"worker": [lost.1.clone()]}}),
+        "only the sibling: the instance under repair is not judged"
+    );
+    assert_eq!(
+        w.health("unresponsive"),
+        1,
+        "the repaired one has no verdict"
+    );
+
+    // While that task waits for the lock, a third loss gets no task of its own: it joins
+    // the next one, queued once this one runs.
+    let third = all[2].clone();
+    w.vm_kill(&third.2);
+    w.wait_until(
+        Duration::from_secs(120),
+        "the third agent unresponsive",
+        async || w.health("unresponsive") == 2,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(w.scan_and_fix_tasks().await.len(), 2);
+
+    // The fake repair ends: the queued task repairs the sibling, and the rest follow.
+    sqlx::query("DELETE FROM locks WHERE task_id = $1")
+        .bind(holder)
+        .execute(w.db().pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tasks SET state = 'done' WHERE id = $1")
+        .bind(holder)
+        .execute(w.db().pool())
+        .await
+        .unwrap();
+    let done = w.task_wait_for(tasks[1].0, Duration::from_secs(180)).await;
+    assert_eq!(done["state"], "done", "{done}");
+    w.wait_until(Duration::from_secs(240), "three new VMs", async || {
+        // Made VMs only: a repair's new row has no cid until the CPI answers.
+        let cids: Vec<(String,)> = sqlx::query_as(
+            "SELECT cid FROM vms WHERE deployment = 'dep' AND cid IS NOT NULL AND active = 1",
+        )
+        .fetch_all(w.db().pool())
+        .await
+        .unwrap();
+        cids.len() == 3 && cids.iter().all(|(c,)| all.iter().all(|o| &o.2 != c))
+    })
+    .await;
+    let tasks = w.scan_and_fix_tasks().await;
+    assert!(tasks.len() <= 4, "{tasks:?}");
 }

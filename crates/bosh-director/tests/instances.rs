@@ -105,6 +105,7 @@ impl World {
             compilation: false,
             task_id: None,
             agent_wait: Duration::from_secs(120),
+            agent_id: None,
         };
         let vm = vms::vm_create(self.db(), &self.state().services, spec)
             .await

@@ -8,30 +8,12 @@ mod common;
 #[path = "common/deploy_world.rs"]
 mod deploy_world;
 
-use deploy_world::{World, greeter_tarball, processes_mentioning, task_id};
+use deploy_world::{World, greeter_tarball, processes_mentioning, sim_cloud_config, task_id};
 use flate2::read::GzDecoder;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::time::Duration;
-
-const CLOUD_CONFIG: &str = r#"
-azs: [{name: z1}]
-vm_types: [{name: small, cloud_properties: {}}]
-networks:
-- name: default
-  type: manual
-  subnets:
-  - range: 127.97.0.0/24
-    gateway: 127.97.0.1
-    reserved: [127.97.0.2 - 127.97.0.9]
-    azs: [z1]
-compilation:
-  workers: 1
-  network: default
-  az: z1
-  vm_type: small
-"#;
 
 const MANIFEST: &str = r#"
 name: dep
@@ -130,7 +112,7 @@ impl World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_are_fetched_and_ssh_users_come_and_go() {
     let work = tempfile::tempdir().unwrap();
-    let w = World::start_with_stemcell(work.path(), CLOUD_CONFIG).await;
+    let w = World::start_with_stemcell(work.path(), &sim_cloud_config("127.97.0", "")).await;
     w.upload("releases", &greeter_tarball(work.path(), "greeter", None))
         .await;
     let (_, t) = w.deploy(MANIFEST, "").await;

@@ -144,15 +144,19 @@ impl Cli<'_> {
         for (k, v) in env {
             c.env(k, v);
         }
-        let out = c.output().unwrap();
-        eprintln!(
-            "$ bosh-rs {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        output_echo("bosh-rs", args, c.output().unwrap())
     }
+}
+
+/// Prints a run (`$ PROGRAM ARGS`, its stdout and stderr) for a failing test's log.
+pub fn output_echo(program: &str, args: &[&str], out: Output) -> Output {
+    eprintln!(
+        "$ {program} {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 pub fn ok(out: &Output) -> String {

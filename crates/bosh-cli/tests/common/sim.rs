@@ -134,6 +134,122 @@ impl Drop for Killer {
     }
 }
 
+/// A director with agents (see [`director_with_agents`]) on which a deployment `dep` was made
+/// with the CLI: the sim stemcell, one release, a cloud config and the manifest uploaded.
+/// Fields drop in order: the killer ends the VMs before their dirs go.
+pub struct SimSession {
+    pub url: String,
+    /// The director's data dir (`sim-cpi/` below it holds the VMs).
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub password: String,
+    /// Scratch space of the test (the release and manifest were written here).
+    pub work: tempfile::TempDir,
+    /// `HOME` of every CLI run.
+    pub home: tempfile::TempDir,
+    _killer: Killer,
+    _data: tempfile::TempDir,
+}
+
+impl SimSession {
+    /// Starts the director and deploys `manifest` with the release `release(work)` builds.
+    pub fn deploy(
+        release: impl FnOnce(&Path) -> PathBuf,
+        cloud_config: &str,
+        manifest: &str,
+    ) -> SimSession {
+        let (url, dir, data) = director_with_agents(&agent_bin());
+        let s = SimSession {
+            url,
+            ca: dir.join("ca.crt"),
+            password: crate::common::admin_password(&dir),
+            _killer: Killer(dir.join("sim-cpi")),
+            dir,
+            work: tempfile::tempdir().unwrap(),
+            home: tempfile::tempdir().unwrap(),
+            _data: data,
+        };
+        let work = s.work.path();
+        let stemcell = work.join("stemcell.tgz");
+        bosh_stemcell::sim::build_sim_stemcell(&bosh_stemcell::sim::SimStemcellOptions::new(
+            &stemcell,
+        ))
+        .unwrap();
+        let ok = crate::common::ok;
+        ok(&s.run(&["upload-stemcell", stemcell.to_str().unwrap()]));
+        let release = release(work);
+        ok(&s.run(&["upload-release", release.to_str().unwrap()]));
+        let cc = work.join("cc.yml");
+        std::fs::write(&cc, cloud_config).unwrap();
+        ok(&s.run(&["-n", "update-cloud-config", cc.to_str().unwrap()]));
+        let m = work.join("m.yml");
+        std::fs::write(&m, manifest).unwrap();
+        ok(&s.run(&["-n", "deploy", m.to_str().unwrap()]));
+        s
+    }
+
+    /// The root of the sim CPI: `vms/<cid>/` is each VM's agent base dir.
+    pub fn sim(&self) -> PathBuf {
+        self.dir.join("sim-cpi")
+    }
+
+    /// The `BOSH_*` environment that targets this director and deployment `dep`.
+    pub fn env(&self) -> [(&'static str, &str); 5] {
+        [
+            ("BOSH_ENVIRONMENT", self.url.as_str()),
+            ("BOSH_CA_CERT", self.ca.to_str().unwrap()),
+            ("BOSH_CLIENT", "admin"),
+            ("BOSH_CLIENT_SECRET", self.password.as_str()),
+            ("BOSH_DEPLOYMENT", "dep"),
+        ]
+    }
+
+    /// `bosh-rs ARGS` against this director.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.run_env(args, &[])
+    }
+
+    /// Like [`SimSession::run`] with `extra` variables set after the `BOSH_*` ones.
+    pub fn run_env(&self, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
+        let env: Vec<(&str, &str)> = self
+            .env()
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        crate::common::Cli {
+            home: self.home.path(),
+        }
+        .run_env(args, &env)
+    }
+
+    /// The official CLI `bosh` with the same environment and `HOME`, its output echoed.
+    pub fn official_run(&self, bosh: &Path, args: &[&str]) -> std::process::Output {
+        let out = Command::new(bosh)
+            .args(args)
+            .envs(self.env())
+            .env("HOME", self.home.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        crate::common::output_echo("bosh", args, out)
+    }
+
+    /// `GET PATH` on the director as admin, as JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let pem = std::fs::read(&self.ca).unwrap();
+        let http = reqwest::blocking::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .build()
+            .unwrap();
+        http.get(format!("{}{path}", self.url))
+            .basic_auth("admin", Some(&self.password))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+}
+
 /// The official Go CLI: `BOSH_OFFICIAL_CLI`, else `~/.cache/bosh-rs/official-cli/bosh`.
 pub fn official_cli() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("BOSH_OFFICIAL_CLI") {
@@ -144,14 +260,69 @@ pub fn official_cli() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-/// The monit file and control script of the `sleeper` job of [`sleepers_tarball`].
-pub const SLEEPER_MONIT: &str = r#"check process sleeper
-  with pidfile /var/vcap/sys/run/sleeper/sleeper.pid
-  start program "/var/vcap/jobs/sleeper/bin/ctl start"
-  stop program "/var/vcap/jobs/sleeper/bin/ctl stop"
-  group vcap
-"#;
+/// A cloud config: AZ `z1`, vm type `small`, the manual network `default` on `NET.0/24`
+/// (`net` like `127.94.0`, `.2`-`.9` reserved), one compilation worker.
+pub fn cloud_config(net: &str) -> String {
+    format!(
+        r#"
+azs: [{{name: z1}}]
+vm_types: [{{name: small, cloud_properties: {{}}}}]
+networks:
+- name: default
+  type: manual
+  subnets:
+  - range: {net}.0/24
+    gateway: {net}.1
+    reserved: [{net}.2 - {net}.9]
+    azs: [z1]
+compilation:
+  workers: 1
+  network: default
+  az: z1
+  vm_type: small
+"#
+    )
+}
 
+/// Deployment `dep`: one group named after `job` (of release `release`) with 2 instances.
+pub fn job_manifest(release: &str, job: &str) -> String {
+    format!(
+        r#"
+name: dep
+releases: [{{name: {release}, version: latest}}]
+stemcells: [{{alias: default, os: debian-bookworm, version: latest}}]
+update:
+  canaries: 1
+  max_in_flight: 2
+  canary_watch_time: 100-10000
+  update_watch_time: 100-10000
+instance_groups:
+- name: {job}
+  instances: 2
+  azs: [z1]
+  vm_type: small
+  stemcell: default
+  networks: [{{name: default}}]
+  jobs:
+  - name: {job}
+    release: {release}
+"#
+    )
+}
+
+/// The monit file of a shell job `job` whose `bin/ctl start` writes its pidfile.
+pub fn job_monit(job: &str) -> String {
+    format!(
+        r#"check process {job}
+  with pidfile /var/vcap/sys/run/{job}/{job}.pid
+  start program "/var/vcap/jobs/{job}/bin/ctl start"
+  stop program "/var/vcap/jobs/{job}/bin/ctl stop"
+  group vcap
+"#
+    )
+}
+
+/// The control script of the `sleeper` job of [`sleepers_tarball`].
 pub const SLEEPER_CTL: &str = r#"#!/bin/bash
 set -eu
 RUN=/var/vcap/sys/run/sleeper
@@ -177,7 +348,7 @@ pub fn sleepers_tarball(work: &Path) -> PathBuf {
         "sleepers",
         "sleeper",
         spec,
-        SLEEPER_MONIT,
+        &job_monit("sleeper"),
         &[("ctl.erb", SLEEPER_CTL)],
     )
 }

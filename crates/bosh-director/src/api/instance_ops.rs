@@ -241,6 +241,10 @@ async fn instance_ignore(
             format!("'{name}/{group}/{index_or_id}' doesn't exist"),
         ));
     }
+    // The health monitor caches the VM rows, `ignored` among them.
+    if let Some(hm) = &state.hm {
+        hm.refresh_request();
+    }
     Ok(StatusCode::OK.into_response())
 }
 

@@ -54,10 +54,7 @@ async fn listing(
     headers: HeaderMap,
     kind: ListingKind,
 ) -> Result<Response, ApiError> {
-    if crate::deployments::deployment_fetch(&state.db, &name)
-        .await?
-        .is_none()
-    {
+    if !instance_listing::deployment_exists(&state.db, &name).await? {
         return Err(deployment_not_found(&name));
     }
     if q.format.as_deref() != Some("full") {

@@ -121,6 +121,29 @@ fn max_in_flight(overrides: &BTreeMap<String, Value>) -> usize {
         .unwrap_or(PARALLEL_REPAIRS)
 }
 
+/// Repairs at once in a scan-and-fix: the largest `max_in_flight` of the named groups' update
+/// policies (resolved against each group's size, as a deploy does), never below
+/// [`PARALLEL_REPAIRS`]: a storm of losses in a group deployed 100 at a time is repaired as
+/// fast, one lost VM costs no more than before. A manifest that does not parse gives the floor.
+fn repair_parallelism<'a>(manifest: &str, groups: impl Iterator<Item = (&'a str, u32)>) -> usize {
+    let Ok(m) = bosh_types::manifest::Manifest::parse(manifest) else {
+        return PARALLEL_REPAIRS;
+    };
+    groups
+        .filter_map(|(name, size)| {
+            let g = m.instance_groups.iter().find(|g| g.name == name)?;
+            let update = g
+                .update
+                .as_ref()
+                .map(|u| u.with_defaults(&m.update))
+                .unwrap_or_else(|| m.update.clone());
+            Some(update.max_in_flight?.resolve(size) as usize)
+        })
+        .max()
+        .unwrap_or(0)
+        .max(PARALLEL_REPAIRS)
+}
+
 /// `cck_scan_and_fix`: the named instances' VMs are scanned and lost ones recreated.
 pub struct ScanAndFixJob {
     pub services: Services,
@@ -175,16 +198,20 @@ impl TaskJob for ScanAndFixJob {
                     )
                 })
                 .collect();
+        let manifest = crate::deployments::deployment_fetch(ctx.db(), &dep)
+            .await?
+            .map(|d| d.manifest)
+            .unwrap_or_default();
+        let parallel = repair_parallelism(
+            &manifest,
+            p.jobs.keys().map(|group| {
+                let size = all.iter().filter(|i| &i.record.group == group).count();
+                (group.as_str(), u32::try_from(size).unwrap_or(u32::MAX))
+            }),
+        );
         // The scan just saw these agents fail to answer: no second ping before repairing.
-        let (_, errors) = resolutions_apply(
-            ctx,
-            &self.services,
-            &dep,
-            &recreate,
-            PARALLEL_REPAIRS,
-            false,
-        )
-        .await?;
+        let (_, errors) =
+            resolutions_apply(ctx, &self.services, &dep, &recreate, parallel, false).await?;
         if let Some(message) = errors {
             return Err(TaskError::failed(RESOLUTION_FAILED, message));
         }
@@ -368,5 +395,54 @@ async fn problem_resolve(
             t.failed(&msg);
             Outcome::Failed(msg)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = "\
+name: dep
+releases: [{name: r, version: '1'}]
+stemcells: [{alias: default, os: ubuntu, version: '1'}]
+update: {canaries: 1, max_in_flight: 2, canary_watch_time: 1000, update_watch_time: 1000}
+instance_groups:
+- name: web
+  instances: 200
+  azs: [z1]
+  vm_type: small
+  stemcell: default
+  networks: [{name: default}]
+  jobs: []
+  update: {max_in_flight: 50%}
+- name: db
+  instances: 3
+  azs: [z1]
+  vm_type: small
+  stemcell: default
+  networks: [{name: default}]
+  jobs: []
+";
+
+    #[test]
+    fn repairs_run_as_wide_as_the_widest_named_group_allows() {
+        assert_eq!(
+            repair_parallelism(MANIFEST, [("web", 200)].into_iter()),
+            100
+        );
+        // A narrow group keeps today's floor.
+        assert_eq!(
+            repair_parallelism(MANIFEST, [("db", 3)].into_iter()),
+            PARALLEL_REPAIRS
+        );
+        assert_eq!(
+            repair_parallelism(MANIFEST, [("db", 3), ("web", 40)].into_iter()),
+            20
+        );
+        assert_eq!(
+            repair_parallelism("not: [a manifest", [("web", 200)].into_iter()),
+            PARALLEL_REPAIRS
+        );
     }
 }

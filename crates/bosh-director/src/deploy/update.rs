@@ -7,7 +7,7 @@ use bosh_cpi_protocol::methods::{CloudProperties, CreateDiskArgs};
 use bosh_planner::{
     Change, DeploymentPlan, InstanceGroupPlan, InstancePlan, InstanceState, ObsoleteInstance,
 };
-use bosh_types::ids::{DiskCid, InstanceId, StemcellCid};
+use bosh_types::ids::{AgentId, DiskCid, InstanceId, StemcellCid};
 use futures::future::join_all;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -103,6 +103,17 @@ impl Updater<'_> {
     }
 
     async fn vm_create(&self, g: &InstanceGroupPlan, i: &InstancePlan) -> Result<Vm, TaskError> {
+        self.vm_create_as(g, i, None).await
+    }
+
+    /// Creates the instance's VM; `agent_id` is an id registered ahead (see
+    /// `missing_vms_create_with`).
+    async fn vm_create_as(
+        &self,
+        g: &InstanceGroupPlan,
+        i: &InstancePlan,
+        agent_id: Option<AgentId>,
+    ) -> Result<Vm, TaskError> {
         let row = self.ids.get(&i.id).copied();
         let director = self.director_name;
         let deployment = &self.plan.name;
@@ -134,6 +145,7 @@ impl Updater<'_> {
             compilation: false,
             task_id: Some(self.ctx.id.0),
             agent_wait: AGENT_WAIT,
+            agent_id,
         };
         let vm = vms::vm_create(self.ctx.db(), self.services, spec)
             .await
@@ -187,21 +199,43 @@ impl Updater<'_> {
             .ctx
             .events()
             .stage("Creating missing vms", &[], Some(todo.len() as u32));
+        // Every new VM's agent needs NATS users; registering them all now costs one
+        // nats-server reload instead of one per few VMs (a reload re-reads every user).
+        let agents = self.services.agents()?;
+        let ids: Vec<AgentId> = todo.iter().map(|_| AgentId::new_v4()).collect();
+        if let Err(e) = agents.agents_register(&ids).await {
+            agents.agents_unregister(&ids);
+            return Err(TaskError::failed(
+                AGENT_FAILED,
+                format!("Registering agents on NATS: {}", error_chain(&e)),
+            ));
+        }
         // A sliding window, not batches: one slow VM does not hold up the next ones.
         let failed = std::sync::atomic::AtomicBool::new(false);
         let window = tokio::sync::Semaphore::new(concurrency.max(1));
-        let results = join_all(todo.iter().map(|(g, i)| {
+        // Ids whose VM creation never started (a VM failed, or the task was cancelled): a
+        // started creation unregisters its own id when it fails.
+        let unused = Mutex::new(Vec::new());
+        let results = join_all(todo.iter().zip(&ids).map(|((g, i), id)| {
             let stage = &stage;
             let failed = &failed;
             let window = &window;
+            let unused = &unused;
             async move {
                 let _slot = window.acquire().await;
-                if failed.load(std::sync::atomic::Ordering::Relaxed) {
-                    return Ok(()); // a VM failed already: start no more
+                let start = if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    Ok(false) // a VM failed already: start no more
+                } else {
+                    self.ctx.checkpoint().await.map(|()| true)
+                };
+                if !matches!(start, Ok(true)) {
+                    if let Ok(mut u) = unused.lock() {
+                        u.push(*id);
+                    }
+                    return start.map(|_| ());
                 }
-                self.ctx.checkpoint().await?;
                 let t = stage.task(&task_name(g, i, false));
-                match self.vm_create(g, i).await {
+                match self.vm_create_as(g, i, Some(*id)).await {
                     Ok(_) => {
                         t.finished();
                         Ok(())
@@ -215,6 +249,10 @@ impl Updater<'_> {
             }
         }))
         .await;
+        let unused = unused.into_inner().unwrap_or_default();
+        if !unused.is_empty() {
+            agents.agents_unregister(&unused);
+        }
         let first_err = results.into_iter().find_map(Result::err);
         first_err.map_or(Ok(()), Err)
     }
@@ -280,31 +318,68 @@ impl Updater<'_> {
         stage: &crate::tasks::events::Stage,
     ) -> Result<(), TaskError> {
         self.ctx.checkpoint().await?;
-        let results = join_all(batch.iter().map(|i| async move {
-            let t = stage.task(&task_name(g, i, canary));
-            match self.instance_update(g, i, canary).await {
-                Ok(()) => {
-                    t.finished();
-                    Ok(())
-                }
-                Err(e) => {
-                    t.failed(&e.to_string());
-                    Err(e)
+        // The batch's recreated instances get their agents' NATS users in one reload.
+        let ids: Vec<Option<AgentId>> = batch
+            .iter()
+            .map(|i| (i.change == Change::Recreate && !self.is_fresh(i.id)).then(AgentId::new_v4))
+            .collect();
+        let registered: Vec<AgentId> = ids.iter().flatten().copied().collect();
+        if !registered.is_empty() {
+            let agents = self.services.agents()?;
+            if let Err(e) = agents.agents_register(&registered).await {
+                agents.agents_unregister(&registered);
+                return Err(TaskError::failed(
+                    AGENT_FAILED,
+                    format!("Registering agents on NATS: {}", error_chain(&e)),
+                ));
+            }
+        }
+        let used = Mutex::new(HashSet::new());
+        let results = join_all(batch.iter().zip(&ids).map(|(i, id)| {
+            let used = &used;
+            async move {
+                let t = stage.task(&task_name(g, i, canary));
+                match self.instance_update(g, i, canary, *id, used).await {
+                    Ok(()) => {
+                        t.finished();
+                        Ok(())
+                    }
+                    Err(e) => {
+                        t.failed(&e.to_string());
+                        Err(e)
+                    }
                 }
             }
         }))
         .await;
+        // Ids of instances that failed before their new VM was started.
+        let used = used.into_inner().unwrap_or_default();
+        let unused: Vec<AgentId> = registered
+            .into_iter()
+            .filter(|id| !used.contains(id))
+            .collect();
+        if !unused.is_empty() {
+            self.services.agents()?.agents_unregister(&unused);
+        }
         results
             .into_iter()
             .collect::<Result<Vec<()>, _>>()
             .map(|_| ())
     }
 
+    fn is_fresh(&self, id: InstanceId) -> bool {
+        self.fresh.lock().map(|f| f.contains(&id)).unwrap_or(false)
+    }
+
+    /// `agent_id`: an id registered ahead for the instance's new VM when it is recreated;
+    /// recorded in `used` once its creation starts (which then owns its undo).
     async fn instance_update(
         &self,
         g: &InstanceGroupPlan,
         i: &InstancePlan,
         canary: bool,
+        agent_id: Option<AgentId>,
+        used: &Mutex<HashSet<AgentId>>,
     ) -> Result<(), TaskError> {
         let db = self.ctx.db();
         let client = self.services.agents()?.client();
@@ -355,7 +430,10 @@ impl Updater<'_> {
                 if let Ok(mut v) = self.vms.lock() {
                     v.remove(&i.id);
                 }
-                vm = self.vm_create(g, i).await?;
+                if let (Some(id), Ok(mut u)) = (agent_id, used.lock()) {
+                    u.insert(id);
+                }
+                vm = self.vm_create_as(g, i, agent_id).await?;
             }
         }
         let agent = vm.agent_id.to_string();

@@ -3,9 +3,13 @@
 //!
 //! It listens on the director's NATS connection to `hm.agent.heartbeat.*`, `hm.agent.alert.*`
 //! and `hm.agent.shutdown.*`, and every tick compares the VMs the database expects (a cid, an
-//! instance, active) with what their agents said. A late agent is pinged; one that does not
-//! answer is unresponsive, which raises an alert and, unless resurrection is off for it or its
-//! deployment is melting down, queues one `cck_scan_and_fix` task per deployment.
+//! instance, active) with what their agents said. The VM rows are cached: read again when a
+//! task ends, on a request (ignore, an unknown agent's heartbeat) and every
+//! `refresh_interval`; the small locks table is read every tick. A late agent is pinged; one
+//! that does not answer is unresponsive, which raises an alert and, unless resurrection is off
+//! for it or its deployment is melting down, queues one `cck_scan_and_fix` task per deployment.
+//! A running scan-and-fix keeps only the instances it repairs from being judged; a deploy (any
+//! other lock holder) its whole deployment.
 
 pub mod alerts;
 pub mod resurrector;
@@ -13,7 +17,8 @@ pub mod tracker;
 
 use futures::StreamExt;
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -23,7 +28,7 @@ use crate::services::Services;
 use crate::tasks::runner::TaskQueue;
 use alerts::{Alert, AlertSink, CATEGORY_VM_HEALTH};
 use resurrector::{AlertTracker, MeltdownState};
-use tracker::{ExpectedVm, Tracker};
+use tracker::{Busy, ExpectedVm, Tracker};
 
 pub use tracker::{AgentHealth, AgentStatus};
 
@@ -33,8 +38,13 @@ pub use tracker::{AgentHealth, AgentStatus};
 pub struct HmConfig {
     /// Run the health monitor at all (default true; it needs the director's NATS).
     pub enabled: bool,
-    /// Seconds between two looks at the database and the agents (default 1).
+    /// Seconds between two looks at the agents and the deployment locks (default 1).
     pub interval: f64,
+    /// Seconds between two full reads of the VM rows (default 30; BOSH's HM asks the director
+    /// every 60 s). Between them the rows are read again only when they may have changed: a
+    /// task ended, an instance was (un)ignored, or an agent the monitor does not know
+    /// heartbeats.
+    pub refresh_interval: f64,
     /// Seconds without a heartbeat after which an agent is pinged, and judged unresponsive
     /// when the ping fails (default 10; BOSH's HM uses 60). A VM is only judged once it has
     /// been expected this long.
@@ -59,6 +69,7 @@ impl Default for HmConfig {
         HmConfig {
             enabled: true,
             interval: 1.0,
+            refresh_interval: 30.0,
             unresponsive_timeout: 10.0,
             retry_interval: 60.0,
             ping_timeout: 2.0,
@@ -111,6 +122,13 @@ struct State {
     queued: HashMap<String, Instant>,
     /// Deployments in meltdown that were alerted about: one alert per meltdown.
     meltdown_alerted: BTreeSet<String>,
+    /// The refresh generation ([`Inner::generation`]) of the last read of the VM rows.
+    read_generation: Option<u64>,
+    /// When the VM rows were last read in full because `refresh_interval` had passed.
+    read_at: Option<Instant>,
+    /// Agents not expected that heartbeated since the last periodic read: each asks for one
+    /// read, not one per heartbeat (compilation VMs are never expected).
+    strangers: HashSet<String>,
 }
 
 struct Inner {
@@ -120,6 +138,21 @@ struct Inner {
     queue: TaskQueue,
     sink: AlertSink,
     state: Mutex<State>,
+    /// Reads of the VM rows asked for outside tasks (ignore, unknown agents).
+    refresh_requests: AtomicU64,
+}
+
+impl Inner {
+    /// Changes whenever the VM rows may have changed: a task ended or a read was asked for.
+    fn generation(&self) -> u64 {
+        self.queue
+            .ended_count()
+            .wrapping_add(self.refresh_requests.load(Ordering::Acquire))
+    }
+
+    fn refresh_request(&self) {
+        self.refresh_requests.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// The health monitor: tracks every agent from its heartbeats.
@@ -190,6 +223,7 @@ impl HealthMonitor {
             queue,
             sink,
             state: Mutex::new(State::default()),
+            refresh_requests: AtomicU64::new(0),
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut handles = Vec::new();
@@ -217,6 +251,14 @@ impl HealthMonitor {
             // The alert sink ends once the other tasks (holding senders) are gone; do not wait
             // on a webhook forever.
             let _ = tokio::time::timeout(Duration::from_secs(5), h).await;
+        }
+    }
+
+    /// Asks for a read of the VM rows at the next tick, after a change a task does not make
+    /// (`bosh ignore`).
+    pub fn refresh_request(&self) {
+        if let Some(i) = &self.inner {
+            i.refresh_request();
         }
     }
 
@@ -263,7 +305,15 @@ where
         let now = Instant::now();
         if let Some(agent) = subject.strip_prefix("hm.agent.heartbeat.") {
             match serde_json::from_slice::<bosh_agent_protocol::Heartbeat>(&msg.payload) {
-                Ok(hb) => lock(&inner.state).tracker.heartbeat(agent, hb, now),
+                Ok(hb) => {
+                    let mut st = lock(&inner.state);
+                    // A new VM made outside a task's end (or one this monitor missed).
+                    if !st.tracker.heartbeat(agent, hb, now)
+                        && st.strangers.insert(agent.to_owned())
+                    {
+                        inner.refresh_request();
+                    }
+                }
                 Err(e) => tracing::debug!(agent, error = %e, "undecodable heartbeat"),
             }
         } else if let Some(agent) = subject.strip_prefix("hm.agent.shutdown.") {
@@ -272,11 +322,8 @@ where
         } else if let Some(agent) = subject.strip_prefix("hm.agent.alert.") {
             match serde_json::from_slice::<bosh_agent_protocol::Alert>(&msg.payload) {
                 Ok(a) => {
-                    let vm = lock(&inner.state)
-                        .tracker
-                        .statuses()
-                        .into_iter()
-                        .find(|s| s.agent_id == agent);
+                    // One VM's lookup, not every agent's status.
+                    let vm = lock(&inner.state).tracker.expected_vm(agent).cloned();
                     inner.sink.send(Alert {
                         id: a.id,
                         severity: a.severity,
@@ -285,13 +332,11 @@ where
                         summary: a.summary,
                         source: vm
                             .as_ref()
-                            .map(|v| {
-                                format!("{}: {}({})", v.deployment, v.instance_group, v.instance_id)
-                            })
+                            .map(|v| format!("{}: {}({})", v.deployment, v.group, v.uuid))
                             .unwrap_or_else(|| agent.to_owned()),
                         deployment: vm.as_ref().map(|v| v.deployment.clone()),
-                        job: vm.as_ref().map(|v| v.instance_group.clone()),
-                        instance_id: vm.as_ref().map(|v| v.instance_id.clone()),
+                        job: vm.as_ref().map(|v| v.group.clone()),
+                        instance_id: vm.as_ref().map(|v| v.uuid.clone()),
                         agent_id: Some(agent.to_owned()),
                         created_at: a.created_at,
                     });
@@ -345,25 +390,116 @@ async fn expected_vms(db: &Db) -> Result<Vec<ExpectedVm>, DbError> {
         .collect())
 }
 
-/// Deployments a task holds the lock of.
-async fn locked_deployments(db: &Db) -> Result<Vec<String>, DbError> {
-    Ok(crate::locks::lock_list(db)
-        .await?
-        .into_iter()
-        .filter(|l| l.lock_type == "deployment")
-        .filter_map(|l| l.resource.into_iter().next())
-        .collect())
+/// The deployment locks: what their tasks work on, and which task holds each.
+#[derive(Debug, Default)]
+struct Locks {
+    busy: Busy,
+    holders: HashMap<String, i64>,
+}
+
+/// A row of [`locks_read`]' query.
+type LockRow = (String, i64, Option<String>, Option<String>);
+
+/// Deployment locks with their task: a scan-and-fix makes busy only the instances it repairs,
+/// any other task its whole deployment.
+async fn locks_read(db: &Db) -> Result<Locks, DbError> {
+    let rows: Vec<LockRow> = sqlx::query_as(
+        "SELECT l.resource, l.task_id, t.type, t.payload FROM locks l \
+         LEFT JOIN tasks t ON t.id = l.task_id \
+         WHERE l.type = 'deployment' AND l.expires_at_ms >= $1",
+    )
+    .bind(crate::db::now_millis())
+    .fetch_all(db.pool())
+    .await?;
+    let mut locks = Locks::default();
+    for (resource, task, task_type, payload) in rows {
+        let Some(deployment) = serde_json::from_str::<Vec<String>>(&resource)
+            .ok()
+            .and_then(|r| r.into_iter().next())
+        else {
+            continue;
+        };
+        let repair = (task_type.as_deref() == Some(crate::cck::SCAN_AND_FIX))
+            .then(|| {
+                serde_json::from_str::<crate::cck::ScanAndFixPayload>(payload.as_deref()?).ok()
+            })
+            .flatten();
+        match repair {
+            Some(p) => {
+                for (group, keys) in p.jobs {
+                    for key in keys {
+                        locks
+                            .busy
+                            .instances
+                            .insert((deployment.clone(), group.clone(), key));
+                    }
+                }
+            }
+            None => {
+                locks.busy.deployments.insert(deployment.clone());
+            }
+        }
+        locks.holders.insert(deployment, task);
+    }
+    Ok(locks)
+}
+
+/// Whether a tick reads the VM rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refresh {
+    /// Nothing changed since the last read: the tracker's copy is current.
+    None,
+    /// A task ended or a read was asked for since the last read.
+    Changed,
+    /// `refresh_interval` passed (or never read): a full read, as a safety net for changes
+    /// this process does not see (another director process on the same database).
+    Periodic,
+}
+
+fn refresh_due(st: &State, generation: u64, interval: Duration, now: Instant) -> Refresh {
+    if st
+        .read_at
+        .is_none_or(|at| now.saturating_duration_since(at) >= interval)
+    {
+        Refresh::Periodic
+    } else if st.read_generation != Some(generation) {
+        Refresh::Changed
+    } else {
+        Refresh::None
+    }
 }
 
 async fn tick(inner: &Arc<Inner>) -> Result<(), DbError> {
-    let vms = expected_vms(&inner.db).await?;
-    let locked = locked_deployments(&inner.db).await?;
+    // Read before the rows: a change during the read makes the next tick read again.
+    let generation = inner.generation();
+    let read = {
+        let st = lock(&inner.state);
+        refresh_due(
+            &st,
+            generation,
+            secs(inner.config.refresh_interval),
+            Instant::now(),
+        )
+    };
+    let vms = if read != Refresh::None {
+        Some(expected_vms(&inner.db).await?)
+    } else {
+        None
+    };
+    let locks = locks_read(&inner.db).await?;
     let timeout = secs(inner.config.unresponsive_timeout);
     let now = Instant::now();
     let pings = {
         let mut st = lock(&inner.state);
-        st.tracker.expected_set(vms, &locked, now);
-        st.tracker.tick(&locked, timeout, now).pings
+        if let Some(vms) = vms {
+            st.tracker.expected_set(vms, now);
+            st.read_generation = Some(generation);
+            if read == Refresh::Periodic {
+                st.read_at = Some(now);
+                st.strangers.clear();
+            }
+        }
+        st.tracker.tick(&locks.busy, timeout, now).pings
     };
     for agent in pings {
         let inner = inner.clone();
@@ -379,7 +515,7 @@ async fn tick(inner: &Arc<Inner>) -> Result<(), DbError> {
             }
         });
     }
-    resurrect(inner, &locked).await
+    resurrect(inner, &locks).await
 }
 
 fn unresponsive_alert(inner: &Inner, vm: &ExpectedVm) {
@@ -407,7 +543,7 @@ fn unresponsive_alert(inner: &Inner, vm: &ExpectedVm) {
 }
 
 /// Queues scan-and-fix tasks for the lost instances the rules allow, one per deployment.
-async fn resurrect(inner: &Arc<Inner>, locked: &[String]) -> Result<(), DbError> {
+async fn resurrect(inner: &Arc<Inner>, locks: &Locks) -> Result<(), DbError> {
     let rc = &inner.config.resurrector;
     if !rc.enabled {
         return Ok(());
@@ -427,7 +563,7 @@ async fn resurrect(inner: &Arc<Inner>, locked: &[String]) -> Result<(), DbError>
             .filter(|(_, since)| now.saturating_duration_since(*since) >= delay)
             .map(|(vm, _)| vm)
             .filter(|vm| vm.state == "started" && !vm.ignored)
-            .filter(|vm| !locked.contains(&vm.deployment))
+            .filter(|vm| !locks.busy.covers(vm))
             .collect()
     };
     if lost.is_empty() || resurrector::resurrection_paused(&inner.db).await? {
@@ -444,7 +580,13 @@ async fn resurrect(inner: &Arc<Inner>, locked: &[String]) -> Result<(), DbError>
         }
     }
     for (deployment, vms) in by_deployment {
-        let pending = resurrector::scan_and_fix_pending(&inner.db, &deployment).await?;
+        let tasks = resurrector::scan_and_fix_pending(&inner.db, &deployment).await?;
+        // A repair queued or waiting for the lock gets no sibling: losses found meanwhile are
+        // queued together once it runs, so a storm becomes a few large tasks rather than one
+        // small task per tick, each waiting for the one before.
+        let holder = locks.holders.get(&deployment);
+        let waiting = tasks.iter().any(|(id, _)| Some(id) != holder);
+        let pending: BTreeSet<String> = tasks.into_iter().flat_map(|(_, keys)| keys).collect();
         let now = Instant::now();
         let (state, summary, todo) = {
             let mut st = lock(&inner.state);
@@ -476,7 +618,7 @@ async fn resurrect(inner: &Arc<Inner>, locked: &[String]) -> Result<(), DbError>
             }
             (state, summary, todo)
         };
-        if todo.is_empty() {
+        if todo.is_empty() || waiting {
             continue;
         }
         let names = |vms: &[ExpectedVm]| {
@@ -531,4 +673,37 @@ async fn resurrect(inner: &Arc<Inner>, locked: &[String]) -> Result<(), DbError>
         inner.sink.send(alert);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vm_rows_are_read_after_a_change_or_a_refresh_interval_only() {
+        let mut st = State::default();
+        let t0 = Instant::now();
+        let every = Duration::from_secs(30);
+        assert_eq!(refresh_due(&st, 0, every, t0), Refresh::Periodic);
+        st.read_generation = Some(0);
+        st.read_at = Some(t0);
+        assert_eq!(
+            refresh_due(&st, 0, every, t0 + Duration::from_secs(29)),
+            Refresh::None
+        );
+        // A task ended (or an ignore, or a stranger's heartbeat): read at the next tick.
+        assert_eq!(
+            refresh_due(&st, 1, every, t0 + Duration::from_secs(1)),
+            Refresh::Changed
+        );
+        st.read_generation = Some(1);
+        assert_eq!(
+            refresh_due(&st, 1, every, t0 + Duration::from_secs(2)),
+            Refresh::None
+        );
+        assert_eq!(
+            refresh_due(&st, 1, every, t0 + Duration::from_secs(30)),
+            Refresh::Periodic
+        );
+    }
 }

@@ -192,10 +192,14 @@ pub async fn resurrection_pause_set(db: &Db, paused: bool) -> Result<(), DbError
     Ok(())
 }
 
-/// Instance uuids (and indexes) of `deployment` a queued or running scan-and-fix covers.
-pub async fn scan_and_fix_pending(db: &Db, deployment: &str) -> Result<BTreeSet<String>, DbError> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT payload FROM tasks WHERE type = $1 AND deployment = $2 \
+/// The queued or running scan-and-fix tasks of `deployment`: id and the instance uuids (or
+/// indexes) each covers.
+pub async fn scan_and_fix_pending(
+    db: &Db,
+    deployment: &str,
+) -> Result<Vec<(i64, BTreeSet<String>)>, DbError> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, payload FROM tasks WHERE type = $1 AND deployment = $2 \
          AND state IN ('queued', 'processing', 'cancelling')",
     )
     .bind(SCAN_AND_FIX)
@@ -203,9 +207,13 @@ pub async fn scan_and_fix_pending(db: &Db, deployment: &str) -> Result<BTreeSet<
     .fetch_all(db.pool())
     .await?;
     Ok(rows
-        .iter()
-        .filter_map(|(p,)| serde_json::from_str::<ScanAndFixPayload>(p).ok())
-        .flat_map(|p| p.jobs.into_values().flatten())
+        .into_iter()
+        .map(|(id, p)| {
+            let keys = serde_json::from_str::<ScanAndFixPayload>(&p)
+                .map(|p| p.jobs.into_values().flatten().collect())
+                .unwrap_or_default();
+            (id, keys)
+        })
         .collect())
 }
 

@@ -3,7 +3,7 @@
 
 use bosh_agent_protocol::{Heartbeat, Vitals};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 /// A VM the director expects to be alive: it has a cid, an instance and is active.
@@ -26,8 +26,8 @@ struct Contact {
     at: Instant,
     heartbeat_at: Option<SystemTime>,
     heartbeat: Option<Heartbeat>,
-    /// The agent announced a planned shutdown (`hm.agent.shutdown`) after its last heartbeat.
-    shutdown: bool,
+    /// When the agent announced a planned shutdown (`hm.agent.shutdown`).
+    shutdown: Option<Instant>,
 }
 
 /// The tracker's verdict on one agent.
@@ -97,6 +97,33 @@ pub struct TickActions {
     pub pings: Vec<String>,
 }
 
+/// What running tasks are working on, from the deployment locks: their VMs are not judged.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Busy {
+    /// Deployments locked by a task that may touch any of their VMs (a deploy, a stop, ...).
+    pub deployments: HashSet<String>,
+    /// `(deployment, group, uuid or index)` a running scan-and-fix repairs; the other
+    /// instances of its deployment are still judged.
+    pub instances: HashSet<(String, String, String)>,
+}
+
+impl Busy {
+    pub fn covers(&self, vm: &ExpectedVm) -> bool {
+        if self.deployments.contains(&vm.deployment) {
+            return true;
+        }
+        if self.instances.is_empty() {
+            return false;
+        }
+        let key = |k: String| (vm.deployment.clone(), vm.group.clone(), k);
+        self.instances.contains(&key(vm.uuid.clone()))
+            || self.instances.contains(&key(vm.index.to_string()))
+    }
+}
+
+/// How long after a shutdown notice the agent's heartbeats do not cancel it.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+
 /// An agent that just became unresponsive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lost {
@@ -110,18 +137,30 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn heartbeat(&mut self, agent_id: &str, hb: Heartbeat, now: Instant) {
+    /// Records a heartbeat; false when the agent is not an expected VM (yet).
+    pub fn heartbeat(&mut self, agent_id: &str, hb: Heartbeat, now: Instant) -> bool {
+        // The agent heartbeats on while it drains and stops after announcing a shutdown: only
+        // a heartbeat well after the notice means the VM stayed up.
+        let shutdown = self
+            .contacts
+            .get(agent_id)
+            .and_then(|c| c.shutdown)
+            .filter(|at| now.saturating_duration_since(*at) < SHUTDOWN_GRACE);
         self.contacts.insert(
             agent_id.to_owned(),
             Contact {
                 at: now,
                 heartbeat_at: Some(SystemTime::now()),
                 heartbeat: Some(hb),
-                shutdown: false,
+                shutdown,
             },
         );
-        if let Some(t) = self.expected.get_mut(agent_id) {
-            t.unresponsive_since = None;
+        match self.expected.get_mut(agent_id) {
+            Some(t) => {
+                t.unresponsive_since = None;
+                true
+            }
+            None => false,
         }
     }
 
@@ -133,10 +172,10 @@ impl Tracker {
                 at: now,
                 heartbeat_at: None,
                 heartbeat: None,
-                shutdown: true,
+                shutdown: Some(now),
             });
         c.at = now;
-        c.shutdown = true;
+        c.shutdown = Some(now);
     }
 
     /// A ping's result: an answer counts as contact; silence makes the agent unresponsive
@@ -153,7 +192,7 @@ impl Tracker {
                     at: now,
                     heartbeat_at: None,
                     heartbeat: None,
-                    shutdown: false,
+                    shutdown: None,
                 });
             c.at = now;
             return None;
@@ -170,9 +209,9 @@ impl Tracker {
         None
     }
 
-    /// Replaces the expected VMs with `vms`; `locked` deployments are not judged (their VMs
-    /// may be made or deleted by a running task); a VM first seen is given a grace period.
-    pub fn expected_set(&mut self, vms: Vec<ExpectedVm>, locked: &[String], now: Instant) {
+    /// Replaces the expected VMs with `vms` (a full read of the VM rows); a VM first seen is
+    /// given a grace period, a VM no longer listed is forgotten.
+    pub fn expected_set(&mut self, vms: Vec<ExpectedVm>, now: Instant) {
         let mut next = HashMap::with_capacity(vms.len());
         for vm in vms {
             let mut t = self.expected.remove(&vm.agent_id).unwrap_or(Tracked {
@@ -182,13 +221,6 @@ impl Tracker {
                 last_ping: None,
                 unresponsive_since: None,
             });
-            // A lock pauses judging but does not restart the grace period of a VM already
-            // tracked: when a repair task of the deployment ends, the other VMs lost meanwhile
-            // are pinged at once instead of a full timeout later (a late ping still guards
-            // against false alarms).
-            if locked.contains(&vm.deployment) {
-                t.unresponsive_since = None;
-            }
             t.vm = vm;
             next.insert(t.vm.agent_id.clone(), t);
         }
@@ -201,16 +233,34 @@ impl Tracker {
         });
     }
 
+    /// The expected VM of `agent_id`.
+    pub fn expected_vm(&self, agent_id: &str) -> Option<&ExpectedVm> {
+        self.expected.get(agent_id).map(|t| &t.vm)
+    }
+
+    /// Whether `agent_id` is one of the expected VMs.
+    pub fn is_expected(&self, agent_id: &str) -> bool {
+        self.expected.contains_key(agent_id)
+    }
+
     /// Which agents are late and need a ping. An agent is late when neither a heartbeat, a
-    /// ping answer nor its grace period is more recent than `timeout`.
-    pub fn tick(&mut self, locked: &[String], timeout: Duration, now: Instant) -> TickActions {
+    /// ping answer nor its grace period is more recent than `timeout`. VMs `busy` covers are
+    /// not judged (a running task may make, repair or delete them) and lose an earlier
+    /// verdict, but keep their grace period: when the task ends, one silent all along is
+    /// pinged at once instead of a full timeout later (the ping still guards against false
+    /// alarms).
+    pub fn tick(&mut self, busy: &Busy, timeout: Duration, now: Instant) -> TickActions {
         let mut actions = TickActions::default();
         for (id, t) in &mut self.expected {
-            if locked.contains(&t.vm.deployment) || t.ping_in_flight {
+            if busy.covers(&t.vm) {
+                t.unresponsive_since = None;
+                continue;
+            }
+            if t.ping_in_flight {
                 continue;
             }
             let contact = self.contacts.get(id);
-            if contact.is_some_and(|c| c.shutdown) {
+            if contact.is_some_and(|c| c.shutdown.is_some()) {
                 continue;
             }
             let last = contact.map_or(t.since, |c| c.at.max(t.since));
@@ -250,7 +300,7 @@ impl Tracker {
 
     fn health(&self, t: &Tracked) -> AgentHealth {
         let contact = self.contacts.get(&t.vm.agent_id);
-        if contact.is_some_and(|c| c.shutdown) {
+        if contact.is_some_and(|c| c.shutdown.is_some()) {
             return AgentHealth::Shutdown;
         }
         if t.unresponsive_since.is_some() {
@@ -355,21 +405,25 @@ mod tests {
 
     const T: Duration = Duration::from_secs(10);
 
+    fn idle() -> Busy {
+        Busy::default()
+    }
+
     #[test]
     fn a_silent_agent_is_pinged_after_the_timeout_and_lost_when_the_ping_fails() {
         let mut tr = Tracker::default();
         let t0 = Instant::now();
-        tr.expected_set(vec![vm("a")], &[], t0);
+        tr.expected_set(vec![vm("a")], t0);
         assert!(
-            tr.tick(&[], T, t0 + Duration::from_secs(5))
+            tr.tick(&idle(), T, t0 + Duration::from_secs(5))
                 .pings
                 .is_empty()
         );
         assert_eq!(tr.health_counts()["unknown"], 1);
         let t1 = t0 + Duration::from_secs(11);
-        assert_eq!(tr.tick(&[], T, t1).pings, vec!["a".to_owned()]);
+        assert_eq!(tr.tick(&idle(), T, t1).pings, vec!["a".to_owned()]);
         // Not pinged twice while the first ping is out.
-        assert!(tr.tick(&[], T, t1).pings.is_empty());
+        assert!(tr.tick(&idle(), T, t1).pings.is_empty());
         let lost = tr.ping_result("a", false, t1 + Duration::from_secs(5));
         assert_eq!(lost.map(|l| l.vm.agent_id), Some("a".to_owned()));
         assert_eq!(tr.unresponsive().len(), 1);
@@ -384,19 +438,19 @@ mod tests {
     fn heartbeats_and_answered_pings_keep_an_agent_responsive() {
         let mut tr = Tracker::default();
         let t0 = Instant::now();
-        tr.expected_set(vec![vm("a")], &[], t0);
+        tr.expected_set(vec![vm("a")], t0);
         tr.heartbeat("a", hb(JobState::Failing), t0 + Duration::from_secs(8));
         assert!(
-            tr.tick(&[], T, t0 + Duration::from_secs(15))
+            tr.tick(&idle(), T, t0 + Duration::from_secs(15))
                 .pings
                 .is_empty()
         );
         assert_eq!(tr.health_counts()["failing"], 1);
         let t1 = t0 + Duration::from_secs(19);
-        assert_eq!(tr.tick(&[], T, t1).pings.len(), 1);
+        assert_eq!(tr.tick(&idle(), T, t1).pings.len(), 1);
         assert_eq!(tr.ping_result("a", true, t1), None);
         assert!(
-            tr.tick(&[], T, t1 + Duration::from_secs(9))
+            tr.tick(&idle(), T, t1 + Duration::from_secs(9))
                 .pings
                 .is_empty()
         );
@@ -407,33 +461,106 @@ mod tests {
     fn shutdown_and_locked_deployments_are_not_judged() {
         let mut tr = Tracker::default();
         let t0 = Instant::now();
-        tr.expected_set(vec![vm("a"), vm("b")], &[], t0);
+        tr.expected_set(vec![vm("a"), vm("b")], t0);
         tr.shutdown("a", t0);
+        // It heartbeats on while it drains and stops: still a planned shutdown.
+        tr.heartbeat("a", hb(JobState::Running), t0 + Duration::from_secs(1));
         let later = t0 + Duration::from_secs(30);
-        assert_eq!(tr.tick(&[], T, later).pings, vec!["b".to_owned()]);
+        assert_eq!(tr.tick(&idle(), T, later).pings, vec!["b".to_owned()]);
         assert_eq!(tr.health_counts()["shutdown"], 1);
+        // One that heartbeats long after the notice stayed up: judged again.
+        tr.heartbeat("a", hb(JobState::Running), t0 + Duration::from_secs(61));
+        assert_eq!(tr.health_counts()["shutdown"], 0);
+        assert_eq!(tr.health_counts()["running"], 1);
 
         let mut tr = Tracker::default();
-        tr.expected_set(vec![vm("b")], &[], t0);
-        let locked = vec!["dep".to_owned()];
+        tr.expected_set(vec![vm("b")], t0);
+        let locked = Busy {
+            deployments: ["dep".to_owned()].into(),
+            ..Busy::default()
+        };
         assert!(tr.tick(&locked, T, later).pings.is_empty());
         // Once the lock is gone, the agent silent all along is pinged at once.
-        tr.expected_set(vec![vm("b")], &locked, later);
         assert_eq!(
-            tr.tick(&[], T, later + Duration::from_secs(1)).pings.len(),
+            tr.tick(&idle(), T, later + Duration::from_secs(1))
+                .pings
+                .len(),
             1
         );
         // A VM that appears during a lock still gets its grace period.
-        tr.expected_set(vec![vm("b"), vm("c")], &locked, later);
+        tr.expected_set(vec![vm("b"), vm("c")], later);
         tr.ping_result("b", true, later + Duration::from_secs(1));
         assert!(
-            tr.tick(&[], T, later + Duration::from_secs(5))
+            tr.tick(&idle(), T, later + Duration::from_secs(5))
                 .pings
                 .is_empty()
         );
         assert_eq!(
-            tr.tick(&[], T, later + Duration::from_millis(10_500)).pings,
+            tr.tick(&idle(), T, later + Duration::from_millis(10_500))
+                .pings,
             vec!["c".to_owned()]
+        );
+    }
+
+    #[test]
+    fn an_instance_being_repaired_is_not_judged_while_its_siblings_are() {
+        let mut tr = Tracker::default();
+        let t0 = Instant::now();
+        let mut by_index = vm("c");
+        by_index.index = 7;
+        tr.expected_set(vec![vm("a"), vm("b"), by_index], t0);
+        let t1 = t0 + Duration::from_secs(11);
+        let mut pings = tr.tick(&idle(), T, t1).pings;
+        pings.sort();
+        assert_eq!(pings, vec!["a", "b", "c"]);
+        for id in ["a", "b", "c"] {
+            assert!(tr.ping_result(id, false, t1).is_some());
+        }
+        assert_eq!(tr.unresponsive().len(), 3);
+        // A scan-and-fix repairs `a` (named by uuid) and `c` (named by index): their verdict
+        // is dropped and they are not pinged; `b` still is.
+        let repairing = Busy {
+            instances: [
+                ("dep".to_owned(), "web".to_owned(), "u-a".to_owned()),
+                ("dep".to_owned(), "web".to_owned(), "7".to_owned()),
+            ]
+            .into(),
+            ..Busy::default()
+        };
+        let t2 = t1 + Duration::from_secs(11);
+        assert_eq!(tr.tick(&repairing, T, t2).pings, vec!["b".to_owned()]);
+        let lost: Vec<String> = tr
+            .unresponsive()
+            .into_iter()
+            .map(|(v, _)| v.agent_id)
+            .collect();
+        assert_eq!(lost, vec!["b".to_owned()]);
+        // Another deployment's instance with the same group and index is not covered.
+        let mut other = vm("d");
+        other.deployment = "other".into();
+        other.index = 7;
+        assert!(!repairing.covers(&other));
+        assert!(repairing.covers(&vm("a")));
+    }
+
+    #[test]
+    fn a_full_read_adds_new_vms_and_forgets_deleted_ones() {
+        let mut tr = Tracker::default();
+        let t0 = Instant::now();
+        tr.expected_set(vec![vm("a"), vm("b")], t0);
+        assert!(tr.heartbeat("a", hb(JobState::Running), t0));
+        assert!(!tr.heartbeat("new", hb(JobState::Running), t0));
+        tr.expected_set(vec![vm("a"), vm("new")], t0 + Duration::from_secs(1));
+        assert!(tr.is_expected("new"));
+        assert!(!tr.is_expected("b"));
+        let ids: Vec<String> = tr.statuses().into_iter().map(|s| s.agent_id).collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids.contains(&"a".to_owned()) && ids.contains(&"new".to_owned()));
+        // The known agent keeps its contact: not pinged within the timeout of its heartbeat.
+        assert!(
+            tr.tick(&idle(), T, t0 + Duration::from_secs(5))
+                .pings
+                .is_empty()
         );
     }
 
@@ -441,7 +568,7 @@ mod tests {
     fn statuses_carry_the_last_heartbeat() {
         let mut tr = Tracker::default();
         let t0 = Instant::now();
-        tr.expected_set(vec![vm("a")], &[], t0);
+        tr.expected_set(vec![vm("a")], t0);
         tr.heartbeat("a", hb(JobState::Running), t0);
         let s = tr.statuses();
         assert_eq!(s.len(), 1);

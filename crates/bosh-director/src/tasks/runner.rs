@@ -197,6 +197,8 @@ pub struct TaskQueue {
     notify: Arc<Notify>,
     owner: Arc<String>,
     timings: TaskTimings,
+    /// Tasks ended by this queue: the health monitor re-reads VM rows when it changes.
+    ended: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TaskQueue {
@@ -213,7 +215,13 @@ impl TaskQueue {
             notify: Arc::new(Notify::new()),
             owner: Arc::new(uuid::Uuid::new_v4().to_string()),
             timings,
+            ended: Arc::default(),
         }
+    }
+
+    /// How many tasks this queue has ended; bumped after their locks are released.
+    pub fn ended_count(&self) -> u64 {
+        self.ended.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn outputs(&self) -> &TaskOutputs {
@@ -414,5 +422,7 @@ impl TaskQueue {
                 tracing::error!(task = %id, error = %error_chain(&err), "cannot record task end")
             }
         }
+        self.ended
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 }

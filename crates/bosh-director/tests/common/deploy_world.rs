@@ -570,49 +570,83 @@ impl World {
     }
 }
 
-/// The spec, monit file and control script of the `sleeper` job of [`sleepers_release`].
-pub const SLEEPER_SPEC: &str = r#"---
-name: sleeper
-templates:
-  ctl.erb: bin/ctl
-packages: []
-properties: {}
-"#;
+/// A cloud config for the sim CPI: AZ `z1`, vm type `small`, the manual network `default` on
+/// `NET.0/24` (`net` like `127.93.0`, `.2`-`.9` reserved), one compilation worker, and `extra`
+/// (more top-level YAML such as `disk_types`) appended.
+pub fn sim_cloud_config(net: &str, extra: &str) -> String {
+    format!(
+        r#"
+azs: [{{name: z1}}]
+vm_types: [{{name: small, cloud_properties: {{}}}}]
+networks:
+- name: default
+  type: manual
+  subnets:
+  - range: {net}.0/24
+    gateway: {net}.1
+    reserved: [{net}.2 - {net}.9]
+    azs: [z1]
+compilation:
+  workers: 1
+  network: default
+  az: z1
+  vm_type: small
+{extra}"#
+    )
+}
 
-pub const SLEEPER_MONIT: &str = r#"check process sleeper
-  with pidfile /var/vcap/sys/run/sleeper/sleeper.pid
-  start program "/var/vcap/jobs/sleeper/bin/ctl start"
-  stop program "/var/vcap/jobs/sleeper/bin/ctl stop"
+/// The monit file of a shell job `job` whose `bin/ctl start` writes its pidfile.
+pub fn job_monit(job: &str) -> String {
+    format!(
+        r#"check process {job}
+  with pidfile /var/vcap/sys/run/{job}/{job}.pid
+  start program "/var/vcap/jobs/{job}/bin/ctl start"
+  stop program "/var/vcap/jobs/{job}/bin/ctl stop"
   group vcap
-"#;
+"#
+    )
+}
 
-pub const SLEEPER_CTL: &str = r#"#!/bin/bash
+/// The `bin/ctl` template of a shell job `job`: `start` writes the pidfile and runs `exec`
+/// (bash, may hold ERB) in its place; `stop` kills that pid.
+pub fn job_ctl(job: &str, exec: &str) -> String {
+    format!(
+        r#"#!/bin/bash
 set -eu
-RUN=/var/vcap/sys/run/sleeper
+RUN=/var/vcap/sys/run/{job}
 mkdir -p "$RUN"
 case "$1" in
   start)
-    echo $$ > "$RUN/sleeper.pid"
-    exec sleep 100000
+    echo $$ > "$RUN/{job}.pid"
+{exec}
     ;;
   stop)
-    kill "$(cat "$RUN/sleeper.pid")" 2>/dev/null || true
-    rm -f "$RUN/sleeper.pid"
+    kill "$(cat "$RUN/{job}.pid")" 2>/dev/null || true
+    rm -f "$RUN/{job}.pid"
     ;;
 esac
-"#;
+"#
+    )
+}
+
+/// A shell job `job` (template `ctl.erb` only, no properties) whose process sleeps.
+pub fn sleeper_job(job: &str) -> TestJob<'static> {
+    // Leaked so the job reads like the literal ones; a test makes a handful.
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let spec = format!(
+        "---\nname: {job}\ntemplates:\n  ctl.erb: bin/ctl\npackages: []\nproperties: {{}}\n"
+    );
+    let ctl = leak(job_ctl(job, "    exec sleep 100000"));
+    TestJob {
+        name: leak(job.to_owned()),
+        spec: leak(spec),
+        monit: leak(job_monit(job)),
+        templates: Box::leak(Box::new([("ctl.erb", ctl)])),
+    }
+}
 
 /// A dev release `sleepers` with one shell job `sleeper` whose process sleeps (its pidfile
 /// names it): nothing to compile.
 pub fn sleepers_release(work: &Path) -> PathBuf {
-    release_tarball(
-        work,
-        "sleepers",
-        &[TestJob {
-            name: "sleeper",
-            spec: SLEEPER_SPEC,
-            monit: SLEEPER_MONIT,
-            templates: &[("ctl.erb", SLEEPER_CTL)],
-        }],
-    )
+    release_tarball(work, "sleepers", &[sleeper_job("sleeper")])
 }
