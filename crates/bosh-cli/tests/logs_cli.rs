@@ -30,8 +30,9 @@ case "$1" in
 esac
 "#;
 
-/// A fake `ssh`/`scp`: appends its arguments (one per line, then `--`, in one write) to
-/// `$FAKE_LOG`, and for `IdentityFile=` / `UserKnownHostsFile=` / `-l USER` checks what must
+/// A fake `ssh`/`scp`: writes its arguments (one per line, then `--`) to a file of its own in
+/// the directory `$FAKE_LOG` (renamed into place: parallel sessions, one per instance, never
+/// share a file, so their lines cannot interleave), and for `IdentityFile=` / `UserKnownHostsFile=` / `-l USER` checks what must
 /// exist during a session: the key, the known-hosts file, and the user's authorized key on
 /// some sim VM equal to the key's public half.
 const FAKE: &str = r#"#!/bin/bash
@@ -48,7 +49,9 @@ for a in "$@"; do
   prev="$a"
 done
 # One append per invocation: parallel sessions (one per instance) must not interleave lines.
-printf '%s--\n' "$buf" >> "$FAKE_LOG"
+tmp="$FAKE_LOG/.call.$$"
+printf '%s--\n' "$buf" > "$tmp"
+mv "$tmp" "$FAKE_LOG/call.$(date +%s%N).$$"
 [ -f "$key" ] || { echo "no key file $key" >&2; exit 3; }
 [ -f "$known" ] || { echo "no known hosts $known" >&2; exit 3; }
 pub="$(ssh-keygen -y -f "$key" | cut -d' ' -f1-2)"
@@ -115,19 +118,26 @@ fn tar_cat(path: &Path, entry: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// Every recorded invocation of a fake: its arguments.
-fn invocations(log: &Path) -> Vec<Vec<String>> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut out = vec![];
-    let mut cur = vec![];
-    for l in text.lines() {
-        if l == "--" {
-            out.push(std::mem::take(&mut cur));
-        } else {
-            cur.push(l.to_owned());
-        }
-    }
-    out
+/// Every recorded invocation of a fake (one `call.*` file each, in start order): its arguments.
+fn invocations(dir: &Path) -> Vec<Vec<String>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|f| {
+        f.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("call."))
+    });
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            text.lines()
+                .take_while(|l| *l != "--")
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
 }
 
 fn opt_value(args: &[String], key: &str) -> String {
@@ -173,7 +183,8 @@ fn logs_ssh_and_scp_through_the_cli() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    let fake_log = work.path().join("fake.log");
+    let fake_log = work.path().join("fake-calls");
+    std::fs::create_dir_all(&fake_log).unwrap();
     let path = format!(
         "{}:{}",
         fakes.display(),
@@ -271,7 +282,8 @@ fn logs_ssh_and_scp_through_the_cli() {
     ssh_users_gone(&sim);
 
     // scp to one instance: the remote path names user@ip.
-    std::fs::remove_file(&fake_log).unwrap();
+    std::fs::remove_dir_all(&fake_log).unwrap();
+    std::fs::create_dir_all(&fake_log).unwrap();
     let local = work.path().join("copy.txt");
     let out = ok(&run(&[
         "scp",
