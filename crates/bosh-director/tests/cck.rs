@@ -14,23 +14,10 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Command;
 
-const CLOUD_CONFIG: &str = r#"
-azs: [{name: z1}]
-vm_types: [{name: small, cloud_properties: {}}]
-networks:
-- name: default
-  type: manual
-  subnets:
-  - range: 127.93.0.0/24
-    gateway: 127.93.0.1
-    reserved: [127.93.0.2 - 127.93.0.9]
-    azs: [z1]
-compilation:
-  workers: 1
-  network: default
-  az: z1
-  vm_type: small
-"#;
+/// The sim cloud config on `127.93.0.0/24`.
+fn cloud_config() -> String {
+    deploy_world::sim_cloud_config("127.93.0", "")
+}
 
 fn manifest(name: &str, instances: u32, extra: &str) -> String {
     format!(
@@ -59,7 +46,7 @@ instance_groups:
 }
 
 async fn world(work: &Path) -> World {
-    let w = World::start_with_stemcell(work, CLOUD_CONFIG).await;
+    let w = World::start_with_stemcell(work, &cloud_config()).await;
     w.upload("releases", &sleepers_release(work)).await;
     w
 }

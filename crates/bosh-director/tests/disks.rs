@@ -14,23 +14,10 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-const CLOUD_CONFIG: &str = r#"
-azs: [{name: z1}]
-vm_types: [{name: small, cloud_properties: {}}]
-networks:
-- name: default
-  type: manual
-  subnets:
-  - range: 127.96.0.0/24
-    gateway: 127.96.0.1
-    reserved: [127.96.0.2 - 127.96.0.9]
-    azs: [z1]
-compilation:
-  workers: 1
-  network: default
-  az: z1
-  vm_type: small
-"#;
+/// The sim cloud config on `127.96.0.0/24`.
+fn cloud_config() -> String {
+    deploy_world::sim_cloud_config("127.96.0", "")
+}
 
 const MANIFEST: &str = r#"
 name: disky
@@ -121,7 +108,7 @@ fn assert_ruby_time(text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disks_are_orphaned_attached_deleted_and_cleaned_up() {
     let work = tempfile::tempdir().unwrap();
-    let w = World::start_with_stemcell(work.path(), CLOUD_CONFIG).await;
+    let w = World::start_with_stemcell(work.path(), &cloud_config()).await;
     w.upload("releases", &greeter_tarball(work.path(), "greeter", None))
         .await;
     let (_, t) = w.deploy(MANIFEST, "").await;

@@ -17,24 +17,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const CLOUD_CONFIG: &str = r#"
-azs: [{name: z1}]
-vm_types: [{name: small, cloud_properties: {}}]
-disk_types: [{name: small, disk_size: 1024, cloud_properties: {}}]
-networks:
-- name: default
-  type: manual
-  subnets:
-  - range: 127.93.0.0/24
-    gateway: 127.93.0.1
-    reserved: [127.93.0.2 - 127.93.0.9]
-    azs: [z1]
-compilation:
-  workers: 1
-  network: default
-  az: z1
-  vm_type: small
-"#;
+/// The sim cloud config on `127.93.0.0/24` with a disk type.
+fn cloud_config() -> String {
+    deploy_world::sim_cloud_config(
+        "127.93.0",
+        "disk_types: [{name: small, disk_size: 1024, cloud_properties: {}}]\n",
+    )
+}
 
 /// A deployment `dep` with `groups` (name, instances), each instance with a persistent disk.
 fn manifest(groups: &[(&str, u32)]) -> String {
@@ -91,7 +80,7 @@ async fn world(work: &Path, tweak: impl FnOnce(&mut HmConfig)) -> World {
     })
     .await;
     w.upload_sim_stemcell(work).await;
-    w.cloud_config_update(CLOUD_CONFIG).await;
+    w.cloud_config_update(&cloud_config()).await;
     let release = release_tarball(work, "workers", &[sleeper_job("worker")]);
     w.upload("releases", &release).await;
     w

@@ -11,23 +11,10 @@ mod deploy_world;
 use deploy_world::{World, sleepers_release, task_id};
 use serde_json::{Value, json};
 
-const CLOUD_CONFIG: &str = r#"
-azs: [{name: z1}]
-vm_types: [{name: small, cloud_properties: {}}]
-networks:
-- name: default
-  type: manual
-  subnets:
-  - range: 127.94.0.0/24
-    gateway: 127.94.0.1
-    reserved: [127.94.0.2 - 127.94.0.9]
-    azs: [z1]
-compilation:
-  workers: 1
-  network: default
-  az: z1
-  vm_type: small
-"#;
+/// The sim cloud config on `127.94.0.0/24`.
+fn cloud_config() -> String {
+    deploy_world::sim_cloud_config("127.94.0", "")
+}
 
 const MANIFEST: &str = r#"
 name: dep
@@ -186,7 +173,7 @@ impl World {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn state_changes_converge_instances_without_a_new_plan() {
     let work = tempfile::tempdir().unwrap();
-    let w = World::start_with_stemcell(work.path(), CLOUD_CONFIG).await;
+    let w = World::start_with_stemcell(work.path(), &cloud_config()).await;
     w.upload("releases", &sleepers_release(work.path())).await;
     let (_, task) = w.deploy(MANIFEST, "").await;
     assert_eq!(task["state"], "done", "{task}");
@@ -460,7 +447,7 @@ async fn state_changes_converge_instances_without_a_new_plan() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_converge_actions_act_on_one_instance() {
     let work = tempfile::tempdir().unwrap();
-    let w = World::start_with_stemcell(work.path(), CLOUD_CONFIG).await;
+    let w = World::start_with_stemcell(work.path(), &cloud_config()).await;
     w.upload("releases", &sleepers_release(work.path())).await;
     let manifest = MANIFEST.replace("instances: 3", "instances: 2");
     let (_, task) = w.deploy(&manifest, "").await;

@@ -579,8 +579,15 @@ async fn resurrect(inner: &Arc<Inner>, locks: &Locks) -> Result<(), DbError> {
                 .push(vm);
         }
     }
+    let mut pending_by_deployment = resurrector::scan_and_fix_pending(&inner.db).await?;
+    let mut uuids_by_deployment = {
+        let names: BTreeSet<&str> = by_deployment.keys().map(String::as_str).collect();
+        lock(&inner.state).tracker.deployments_uuids(&names)
+    };
     for (deployment, vms) in by_deployment {
-        let tasks = resurrector::scan_and_fix_pending(&inner.db, &deployment).await?;
+        let tasks = pending_by_deployment
+            .remove(&deployment)
+            .unwrap_or_default();
         // A repair queued or waiting for the lock gets no sibling: losses found meanwhile are
         // queued together once it runs, so a storm becomes a few large tasks rather than one
         // small task per tick, each waiting for the one before.
@@ -590,7 +597,7 @@ async fn resurrect(inner: &Arc<Inner>, locks: &Locks) -> Result<(), DbError> {
         let now = Instant::now();
         let (state, summary, todo) = {
             let mut st = lock(&inner.state);
-            let uuids = st.tracker.deployment_uuids(&deployment);
+            let uuids = uuids_by_deployment.remove(&deployment).unwrap_or_default();
             let unhealthy = st.alerts.unhealthy_count(
                 &deployment,
                 uuids.iter().map(String::as_str),

@@ -192,29 +192,31 @@ pub async fn resurrection_pause_set(db: &Db, paused: bool) -> Result<(), DbError
     Ok(())
 }
 
-/// The queued or running scan-and-fix tasks of `deployment`: id and the instance uuids (or
+/// The queued or running scan-and-fix tasks by deployment: id and the instance uuids (or
 /// indexes) each covers.
 pub async fn scan_and_fix_pending(
     db: &Db,
-    deployment: &str,
-) -> Result<Vec<(i64, BTreeSet<String>)>, DbError> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, payload FROM tasks WHERE type = $1 AND deployment = $2 \
+) -> Result<BTreeMap<String, Vec<(i64, BTreeSet<String>)>>, DbError> {
+    // One query for every deployment: the resurrector asks each tick, and during a mass
+    // outage (meltdown) that is every deployment at once.
+    let rows: Vec<(i64, Option<String>, String)> = sqlx::query_as(
+        "SELECT id, deployment, payload FROM tasks WHERE type = $1 \
          AND state IN ('queued', 'processing', 'cancelling')",
     )
     .bind(SCAN_AND_FIX)
-    .bind(deployment)
     .fetch_all(db.pool())
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(id, p)| {
-            let keys = serde_json::from_str::<ScanAndFixPayload>(&p)
-                .map(|p| p.jobs.into_values().flatten().collect())
-                .unwrap_or_default();
-            (id, keys)
-        })
-        .collect())
+    let mut pending: BTreeMap<String, Vec<(i64, BTreeSet<String>)>> = BTreeMap::new();
+    for (id, deployment, p) in rows {
+        let Some(deployment) = deployment else {
+            continue;
+        };
+        let keys = serde_json::from_str::<ScanAndFixPayload>(&p)
+            .map(|p| p.jobs.into_values().flatten().collect())
+            .unwrap_or_default();
+        pending.entry(deployment).or_default().push((id, keys));
+    }
+    Ok(pending)
 }
 
 /// Queues the scan-and-fix of `jobs` (group → uuids) in `deployment`.

@@ -289,13 +289,21 @@ impl Tracker {
             .collect()
     }
 
-    /// Every expected VM of `deployment`'s instance uuids.
-    pub fn deployment_uuids(&self, deployment: &str) -> Vec<String> {
-        self.expected
-            .values()
-            .filter(|t| t.vm.deployment == deployment)
-            .map(|t| t.vm.uuid.clone())
-            .collect()
+    /// The uuids of every watched instance of each of `deployments`, in one pass over the
+    /// watched VMs (a per-deployment scan costs deployments × VMs in a mass outage).
+    pub fn deployments_uuids(
+        &self,
+        deployments: &std::collections::BTreeSet<&str>,
+    ) -> HashMap<String, Vec<String>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for t in self.expected.values() {
+            if deployments.contains(t.vm.deployment.as_str()) {
+                out.entry(t.vm.deployment.clone())
+                    .or_default()
+                    .push(t.vm.uuid.clone());
+            }
+        }
+        out
     }
 
     fn health(&self, t: &Tracked) -> AgentHealth {
