@@ -36,6 +36,8 @@ source "${REPO}/bench/lib/common.sh"
 source "${REPO}/bench/lib/director.sh"
 # shellcheck source=bench/lib/timing.sh
 source "${REPO}/bench/lib/timing.sh"
+# shellcheck source=bench/lib/seed.sh
+source "${REPO}/bench/lib/seed.sh"
 
 TARGET=${CARGO_TARGET_DIR:-${REPO}/target}
 BOSH_DIRECTOR=${BOSH_DIRECTOR:-${TARGET}/release/bosh-director}
@@ -66,64 +68,14 @@ else
 fi
 DATA="${WORK}/data"
 
-echo "creating the schema" >&2
-director_start "${DATA}"
-director_stop
+seed_schema "${DATA}"
 
 echo "seeding ${DEPLOYMENTS} deployments and ${INSTANCES} instances (${BIG} in deployment-00001)" >&2
 now=$(date +%s)
 others=$((DEPLOYMENTS - 1))
 sqlite3 "${DATA}/director.db" <<SQL
 BEGIN;
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${DEPLOYMENTS})
-INSERT INTO deployments (id, name, manifest, created_at)
-SELECT printf('%08x-0000-4000-8000-%012x', i, i), printf('deployment-%05d', i),
-  printf('name: deployment-%05d
-releases:
-- name: app
-  version: "%d.%d.0"
-- name: bpm
-  version: 1.2.3
-- name: routing
-  version: "0.%d.0"
-stemcells:
-- alias: default
-  os: ubuntu-jammy
-  version: "1.%d"
-update:
-  canaries: 1
-  max_in_flight: 2
-  canary_watch_time: 1000-30000
-  update_watch_time: 1000-30000
-instance_groups:
-- name: web
-  instances: 3
-  azs: [z1, z2]
-  vm_type: small
-  stemcell: default
-  networks: [{name: default}]
-  jobs:
-  - {name: web, release: app, properties: {port: 8080, workers: 4}}
-  - {name: bpm, release: bpm}
-- name: worker
-  instances: 2
-  azs: [z1]
-  vm_type: medium
-  stemcell: default
-  networks: [{name: default}]
-  jobs:
-  - {name: worker, release: app, properties: {queue: jobs-%d}}
-- name: router
-  instances: 2
-  azs: [z1, z2]
-  vm_type: small
-  stemcell: default
-  networks: [{name: default}]
-  jobs:
-  - {name: gorouter, release: routing, properties: {router: {port: 80, status: {port: 8082}}}}
-', i, i % 7, i % 5, i % 40, i % 90, i),
-  ${now} - (${DEPLOYMENTS} - i) * 60
-FROM n;
+$(seed_deployments_sql "${DEPLOYMENTS}")
 
 -- Instance i: the first BIG in deployment-00001 (groups web/worker/router), the rest spread
 -- over the other deployments; k is the instance's position within its deployment.
