@@ -61,6 +61,18 @@ instance_groups:
 
 /// A short timeout, 1 s heartbeats; `tweak` adjusts the rest. No periodic read of the VM
 /// rows: the monitor must learn of new, repaired and ignored VMs from task ends and requests.
+/// Deploys `dep` with three `worker` instances and waits until the HM sees them all running.
+async fn three_workers_deploy(w: &World) {
+    let (_, t) = w.deploy(&manifest(&[("worker", 3)]), "").await;
+    assert_eq!(t["state"], "done", "{t}");
+    w.wait_until(
+        Duration::from_secs(120),
+        "three running agents",
+        async || w.health("running") == 3,
+    )
+    .await;
+}
+
 async fn world(work: &Path, tweak: impl FnOnce(&mut HmConfig)) -> World {
     let mut hm = HmConfig {
         unresponsive_timeout: 3.0,
@@ -350,14 +362,7 @@ async fn a_storm_melts_down_into_an_alert() {
         hm.resurrector.percent_threshold = 0.5;
     })
     .await;
-    let (_, t) = w.deploy(&manifest(&[("worker", 3)]), "").await;
-    assert_eq!(t["state"], "done", "{t}");
-    w.wait_until(
-        Duration::from_secs(120),
-        "three running agents",
-        async || w.health("running") == 3,
-    )
-    .await;
+    three_workers_deploy(&w).await;
     let all = w.instances("dep").await;
     w.vm_kill(&all[0].2);
     w.vm_kill(&all[1].2);
@@ -410,14 +415,7 @@ async fn repair_hold(w: &World, uuid: &str) -> i64 {
 async fn a_loss_during_a_repair_is_queued_without_waiting_for_it() {
     let work = tempfile::tempdir().unwrap();
     let w = world(work.path(), |_| {}).await;
-    let (_, t) = w.deploy(&manifest(&[("worker", 3)]), "").await;
-    assert_eq!(t["state"], "done", "{t}");
-    w.wait_until(
-        Duration::from_secs(120),
-        "three running agents",
-        async || w.health("running") == 3,
-    )
-    .await;
+    three_workers_deploy(&w).await;
     let all = w.instances("dep").await;
     let (repaired, lost) = (all[0].clone(), all[1].clone());
     // `repaired` is being repaired (and its VM is gone); `lost` is lost meanwhile.
